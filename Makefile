@@ -1,0 +1,48 @@
+# imitlib: two commands do everything on a fresh machine with Python 3.11.
+#   make reproduce   install, then run the default study end to end into outputs/default/
+#   make test        install, then run every test
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PARAMS ?= params/default.yaml
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export PYTHONHASHSEED := 0
+
+.PHONY: install reproduce test smoke lab report real-small environment clean-outputs
+
+install: $(STAMP)
+
+# torch goes first with an exact pin: a CPU wheel lies on this disk, a looser spec pulls a CUDA build.
+$(STAMP): pyproject.toml requirements/lock.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "imitlib needs Python 3.11, found " + sys.version' 
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip==24.3.1"
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -c requirements/lock.txt -e ".[dev]"
+	touch $(STAMP)
+
+reproduce: install
+	$(PY) -m imitlib run params/default.yaml
+
+smoke: install
+	$(PY) -m imitlib run params/smoke.yaml
+
+report: install
+	$(PY) -m imitlib report $(PARAMS)
+
+test: install
+	$(PY) -m pytest -q
+
+lab: install
+	$(VENV)/bin/jupyter lab notebooks/
+
+real-small: install
+	$(PY) -m pip install --quiet -c requirements/lock.txt -e ".[real-small]"
+	$(PY) -m imitlib run params/real_small.yaml
+
+# Regenerate environment.yml from pyproject.toml (a test checks that they agree).
+environment:
+	$(PY) -m imitlib environment > environment.yml

@@ -1,0 +1,326 @@
+"""Study parameters: a strict pydantic schema and a loader that deep-merges YAML files.
+
+Every key lives once in ``params/base.yaml`` with a one-line comment; the other params files only
+override. ``load(files, overrides)`` always reads ``params/base.yaml`` first, deep-merges the given
+files and overrides in order, and validates the result. Any unknown key, wrong type or out-of-range
+value raises :class:`ConfigError` naming the file that set it and the key path.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+PROJECT_ROOT = Path(os.environ.get("IMITLIB_ROOT", Path(__file__).resolve().parent.parent))
+BASE_PARAMS = PROJECT_ROOT / "params" / "base.yaml"
+STAGE_NAMES = ("01_world", "02_imitation_data", "03_train", "04_evaluate", "05_analysis")
+
+
+class ConfigError(ValueError):
+    """A params file or override is invalid; the message names the file and the key path."""
+
+
+from imitlib.settings.analysis import AnalysisSettings  # noqa: E402
+from imitlib.settings.base import Section  # noqa: E402
+from imitlib.settings.evaluate import EvaluateSettings  # noqa: E402
+from imitlib.settings.imitation import ImitationSettings  # noqa: E402
+from imitlib.settings.train import TrainSettings  # noqa: E402
+from imitlib.settings.world import WorldSettings  # noqa: E402
+
+
+# --------------------------------------------------------------------------------------------
+# run: where results go and how the study is replicated
+# --------------------------------------------------------------------------------------------
+class RunSettings(Section):
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    output_root: str = "outputs"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    torch_threads: int = Field(default=0, ge=0)
+    force: bool = False
+    progress: bool = True
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct, got {seeds}")
+        return seeds
+
+    @field_validator("output_root")
+    @classmethod
+    def _inside_project(cls, root: str) -> str:
+        path = Path(root)
+        if not path.is_absolute() and ".." in path.parts:
+            raise ValueError(f"output_root {root!r} escapes the project: use an absolute path or a path without '..'")
+        return root
+
+
+class Config(Section):
+    """The whole resolved configuration of one study run."""
+
+    run: RunSettings = Field(default_factory=RunSettings)
+    world: WorldSettings = Field(default_factory=WorldSettings)
+    imitation: ImitationSettings = Field(default_factory=ImitationSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings)
+    analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
+
+    # Filled by load(), not by params files.
+    run_name: str = "default"
+    params_files: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _name_ok(self) -> "Config":
+        if not self.run_name or "/" in self.run_name or self.run_name.startswith("."):
+            raise ValueError(f"run_name {self.run_name!r} must be a plain folder name")
+        return self
+
+    # ---- paths -----------------------------------------------------------------------------
+    @property
+    def output_root(self) -> Path:
+        root = Path(self.run.output_root)
+        return root if root.is_absolute() else PROJECT_ROOT / root
+
+    @property
+    def run_dir(self) -> Path:
+        return self.output_root / self.run_name
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.run_dir / "figures"
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.run_dir / "tables"
+
+    def subset(self, *keys: str) -> dict[str, Any]:
+        """The parts of the config named by dotted keys (``"world"``, ``"train.method"``)."""
+        dumped = self.model_dump(mode="json")
+        out: dict[str, Any] = {}
+        for key in keys:
+            node: Any = dumped
+            for part in key.split("."):
+                if not isinstance(node, dict) or part not in node:
+                    raise KeyError(f"config has no key {key!r}")
+                node = node[part]
+            out[key] = node
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------------
+def _resolve(path: str | Path) -> Path:
+    p = Path(path)
+    if p.is_absolute():
+        return p
+    if p.exists():
+        return p.resolve()
+    return PROJECT_ROOT / p
+
+
+def _deep_merge(into: dict, new: dict, origin: dict, source: str, prefix: tuple = ()) -> None:
+    """Merge ``new`` into ``into`` in place, recording in ``origin`` which source set each key."""
+    for key, value in new.items():
+        path = prefix + (str(key),)
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value, origin, source, path)
+        else:
+            into[key] = copy.deepcopy(value)
+            origin[path] = source
+            if isinstance(value, dict):
+                for sub in _walk_keys(value, path):
+                    origin[sub] = source
+
+
+def _walk_keys(tree: dict, prefix: tuple) -> list[tuple]:
+    keys = []
+    for key, value in tree.items():
+        path = prefix + (str(key),)
+        keys.append(path)
+        if isinstance(value, dict):
+            keys.extend(_walk_keys(value, path))
+    return keys
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.exists():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``"train.lr=1e-3"`` into (["train", "lr"], 0.001); the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected KEY.PATH=VALUE")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from exc
+    return key.strip().split("."), value
+
+
+def _nest(keys: list[str], value: Any) -> dict:
+    out: Any = value
+    for key in reversed(keys):
+        out = {key: out}
+    return out
+
+
+def _normalise_overrides(overrides: dict | list | None) -> dict:
+    if not overrides:
+        return {}
+    if isinstance(overrides, dict):
+        merged: dict = {}
+        for key, value in overrides.items():
+            nested = _nest(str(key).split("."), value) if "." in str(key) else {key: value}
+            _deep_merge(merged, nested, {}, "overrides")
+        return merged
+    merged = {}
+    for item in overrides:
+        keys, value = parse_override(item)
+        _deep_merge(merged, _nest(keys, value), {}, "overrides")
+    return merged
+
+
+def _line_of(path: Path, keys: tuple) -> int | None:
+    """Best-effort line number of a key path in a YAML file (for error messages)."""
+    try:
+        node = yaml.compose(path.read_text(encoding="utf-8"))
+    except Exception:
+        return None
+    for key in keys:
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        for k, v in node.value:
+            if k.value == key:
+                found = (k, v)
+                break
+        else:
+            return None
+        node = found[1]
+        line = found[0].start_mark.line + 1
+    return line if keys else None
+
+
+def load(
+    files: list[str | Path] | tuple = (),
+    overrides: dict | list[str] | None = None,
+    run_name: str | None = None,
+) -> Config:
+    """Load and validate params.
+
+    Args:
+        files: params files merged in order after ``params/base.yaml`` (which is always first).
+        overrides: dotted-key overrides, as a dict ``{"train.lr": 1e-3}`` or ``["train.lr=1e-3"]``.
+        run_name: output folder name; defaults to the stem of the last params file.
+
+    Returns:
+        The validated :class:`Config`.
+
+    Raises:
+        ConfigError: naming the file (and line) and key path of the first problem found.
+    """
+    paths = [_resolve(f) for f in files]
+    if not paths or paths[0].resolve() != BASE_PARAMS.resolve():
+        paths = [BASE_PARAMS] + [p for p in paths if p.resolve() != BASE_PARAMS.resolve()]
+    merged: dict = {}
+    origin: dict[tuple, str] = {}
+    for path in paths:
+        data = _read_yaml(path)
+        if path.resolve() != BASE_PARAMS.resolve():
+            _check_known_keys(data, merged, path)
+        _deep_merge(merged, data, origin, str(path))
+    extra = _normalise_overrides(overrides)
+    _check_known_keys(extra, merged, "overrides")
+    _deep_merge(merged, extra, origin, "overrides")
+    for reserved in ("run_name", "params_files"):
+        if reserved in merged:
+            raise ConfigError(f"{origin.get((reserved,), '?')}: key {reserved!r} is set by load(), not by params")
+    if run_name is None:
+        run_name = Path(paths[-1]).stem if len(paths) > 1 else "base"
+    merged["run_name"] = run_name
+    merged["params_files"] = [str(p) for p in paths]
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origin)) from None
+
+
+def _check_known_keys(data: dict, base: dict, source: str | Path, prefix: tuple = ()) -> None:
+    """Reject keys that params/base.yaml does not define (before pydantic, to name the file)."""
+    if not base and not prefix:
+        return
+    for key, value in data.items():
+        path = prefix + (str(key),)
+        if not isinstance(base, dict) or key not in base:
+            # Dict-valued free-form keys (e.g. model kwargs) are declared as {} in base.yaml.
+            if isinstance(base, dict) and base == {} and prefix:
+                continue
+            line = _line_of(Path(source), path) if isinstance(source, Path) else None
+            where = f"{source}" + (f":{line}" if line else "")
+            raise ConfigError(f"{where}: unknown key {'.'.join(path)!r} (not in params/base.yaml)")
+        if isinstance(value, dict) and isinstance(base[key], dict):
+            _check_known_keys(value, base[key], source, path)
+
+
+def _describe(exc: ValidationError, origin: dict[tuple, str]) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err["loc"])
+        source = None
+        for cut in range(len(loc), 0, -1):
+            if loc[:cut] in origin:
+                source = origin[loc[:cut]]
+                break
+        where = source or "params"
+        if source and source != "overrides":
+            line = _line_of(Path(source), loc)
+            if line:
+                where = f"{source}:{line}"
+        lines.append(f"{where}: {'.'.join(loc) or '<root>'}: {err['msg']} (got {err.get('input')!r})")
+    return "invalid params:\n  " + "\n  ".join(lines)
+
+
+def describe_keys() -> list[tuple[str, str]]:
+    """Every leaf key path of the schema with its type, for documentation and tests."""
+    out: list[tuple[str, str]] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            if model is Config and name in ("run_name", "params_files"):
+                continue
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                walk(ann, f"{prefix}{name}.")
+            else:
+                out.append((f"{prefix}{name}", str(ann)))
+
+    walk(Config, "")
+    return out
+
+
+def dumps(cfg: Config) -> str:
+    return json.dumps(cfg.model_dump(mode="json"), indent=2, sort_keys=True)

@@ -1,0 +1,1 @@
+"""Params schema, one module per section of params/base.yaml."""
