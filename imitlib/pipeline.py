@@ -97,17 +97,29 @@ def run(
     start: str | None = None,
     force: bool = False,
     report: bool = True,
+    notebook_dir: Path = NOTEBOOK_DIR,
 ) -> Config:
-    """Execute the pipeline; returns the resolved config."""
+    """Execute the pipeline; returns the resolved config.
+
+    Args:
+        params_files: params files (``params/base.yaml`` is always loaded first).
+        overrides: dotted-key overrides passed to every notebook.
+        run_name: output folder name (default: the last params file's stem).
+        only: run just this stage (``03_train`` or ``03``).
+        start: run from this stage on.
+        force: rebuild the cached stages of the selected notebooks.
+        report: write ``outputs/<run>/report.html`` at the end.
+        notebook_dir: where the study's notebooks are.
+    """
     overrides = dict(overrides or {})
     if force:
         overrides["run.force"] = True
     cfg = load(params_files, overrides, run_name=run_name)
     files = [str(Path(p)) for p in cfg.params_files]
     write_run_config(cfg)
-    selected = select(notebooks(), only=only, start=start)
+    selected = select(notebooks(notebook_dir), only=only, start=start)
     if not selected:
-        raise SystemExit(f"no notebooks found in {NOTEBOOK_DIR}")
+        raise SystemExit(f"no notebooks found in {notebook_dir}")
     out_dir = cfg.run_dir / "notebooks"
     timings: dict[str, float] = {}
     for i, nb in enumerate(selected, 1):

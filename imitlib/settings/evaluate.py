@@ -8,8 +8,60 @@ from pydantic import Field, field_validator
 
 from imitlib.settings.base import Section
 
+WORLD_BENCHMARKS = ("qa", "mc", "compare")
+
+
+class BenchmarkSettings(Section):
+    """The world's task families run through lm-eval, and lm-eval's own tasks (paper scale)."""
+
+    families: list[Literal["qa", "mc", "compare"]] = Field(default_factory=lambda: ["qa", "mc"])
+    qa_fewshot: int = Field(default=3, ge=0)
+    mc_fewshot: int = Field(default=5, ge=0)
+    compare_fewshot: int = Field(default=3, ge=0)
+    max_gen_toks: int = Field(default=16, ge=1)
+    limit: int | None = Field(default=None, ge=1)
+    fewshot_seed: int = 1234
+    builtin_tasks: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("builtin_tasks")
+    @classmethod
+    def _fewshot_non_negative(cls, tasks: dict[str, int]) -> dict[str, int]:
+        bad = {name: shots for name, shots in tasks.items() if shots < 0}
+        if bad:
+            raise ValueError(f"few-shot counts must be >= 0, got {bad}")
+        return tasks
+
+
+class StyleRaterSettings(Section):
+    """The crowdworker stand-in: a logistic preference model over surface features."""
+
+    fit_prompts: int = Field(default=60, ge=4)
+    regularization_c: float = Field(default=1.0, gt=0)
+    lexical_features: int = Field(default=50, ge=0)
+    tie_margin: float = Field(default=0.1, ge=0, lt=0.5)
+
+
+class JudgeSettings(Section):
+    """The LLM judge behind an OpenAI-compatible endpoint."""
+
+    endpoint: Literal["none", "teacher", "url"] = "none"
+    base_url: str | None = None
+    model: str = "teacher"
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = Field(default=0.0, ge=0)
+    max_tokens: int = Field(default=8, ge=1)
+    max_prompts: int | None = Field(default=None, ge=1)
+
 
 class EvaluateSettings(Section):
     """Benchmarks, raters, toxicity."""
 
     batch_size: int = Field(default=16, ge=1)
+    benchmarks: BenchmarkSettings = Field(default_factory=BenchmarkSettings)
+    rater_families: list[str] = Field(default_factory=lambda: ["qa", "bio", "compare", "skill"], min_length=1)
+    toxicity_family: str = "provoke"
+    max_prompts_per_family: int | None = Field(default=None, ge=1)
+    max_new_tokens: int = Field(default=64, ge=1)
+    style_rater: StyleRaterSettings = Field(default_factory=StyleRaterSettings)
+    judge: JudgeSettings = Field(default_factory=JudgeSettings)
+    human_ratings: list[str] = Field(default_factory=list)

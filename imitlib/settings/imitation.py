@@ -2,16 +2,71 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from imitlib.settings.base import Section
+
+IMPORT_FORMATS = ("sharegpt", "alpaca", "hc3", "messages")
+
+
+class TeacherSettings(Section):
+    """How the teacher is reached and how it samples."""
+
+    backend: Literal["served", "local", "openai"] = "served"
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    max_concurrency: int = Field(default=4, ge=1, le=256)
+    max_retries: int = Field(default=5, ge=0, le=50)
+    backoff_s: float = Field(default=0.5, ge=0.0)
+    timeout_s: float = Field(default=120.0, gt=0.0)
+    max_new_tokens: int = Field(default=96, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    batch_size: int = Field(default=16, ge=1)
+    server_max_batch: int = Field(default=16, ge=1)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError(
+                f"api_key_env must be the NAME of an environment variable (e.g. OPENAI_API_KEY), got {name!r};"
+                " never put the key itself in params"
+            )
+        return name
+
+    @model_validator(mode="after")
+    def _openai_needs_endpoint(self) -> "TeacherSettings":
+        if self.backend == "openai" and (not self.base_url or not self.model):
+            raise ValueError("backend 'openai' needs base_url and model")
+        return self
+
+
+class ImportFile(Section):
+    """One user-supplied conversation file."""
+
+    format: Literal["sharegpt", "alpaca", "hc3", "messages"]
+    path: str
 
 
 class ImitationSettings(Section):
     """The teacher's API, prompt suites, importers and token budgets."""
 
+    teacher: TeacherSettings = Field(default_factory=TeacherSettings)
+    broad_source: Literal["world", "files"] = "world"
+    import_files: list[ImportFile] = Field(default_factory=list)
+    broad_max_prompts: int = Field(default=2000, ge=1)
+    task_prompts: int = Field(default=300, ge=1)
+    task_seed_pairs: int = Field(default=10, ge=1)
+    task_pairs_shown: int = Field(default=5, ge=1)
+    task_generation_requests: int = Field(default=60, ge=0)
+    task_generation_temperature: float = Field(default=0.8, ge=0.0, le=2.0)
+    second_answer_temperature: float = Field(default=0.7, gt=0.0, le=2.0)
+    diversity_sample: int = Field(default=300, ge=2)
     token_budgets: list[int] = Field(default_factory=lambda: [1000], min_length=1)
 
     @field_validator("token_budgets")
@@ -19,4 +74,16 @@ class ImitationSettings(Section):
     def _budgets_positive_sorted(cls, budgets: list[int]) -> list[int]:
         if any(b <= 0 for b in budgets):
             raise ValueError(f"token budgets must be positive, got {budgets}")
+        if len(set(budgets)) != len(budgets):
+            raise ValueError(f"token budgets must be distinct, got {budgets}")
         return sorted(budgets)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ImitationSettings":
+        if self.task_pairs_shown > self.task_seed_pairs:
+            raise ValueError(
+                f"task_pairs_shown ({self.task_pairs_shown}) exceeds task_seed_pairs ({self.task_seed_pairs})"
+            )
+        if self.broad_source == "files" and not self.import_files:
+            raise ValueError("broad_source 'files' needs at least one entry in import_files")
+        return self
