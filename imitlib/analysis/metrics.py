@@ -1,0 +1,235 @@
+"""Every number of the analysis, per model configuration, each with a bootstrap interval.
+
+A *model configuration* is ``(role, base_model, data_kind, imitation_tokens)``: the same model
+trained under several seeds is one configuration, and its statistic pools the seeds (the
+bootstrap resamples seeds, then items; see :mod:`imitlib.analysis.stats`).
+
+Metrics (names used in every table):
+    ``acc:<task>``              mean ``correct`` on a scored benchmark task (``mode`` benchmark)
+    ``acc:<task> (chat)``       mean ``correct`` of chat answers to that task's prompts (``mode`` chat)
+    ``toxicity``                mean toxicity probability where scored
+    ``<pref>:rate``             mean verdict vs the teacher (1 better, 0.5 tie, 0 worse)
+    ``<pref>:good_or_better``   share of verdicts >= 0.5 (the paper's "as good as or better")
+    ``<pref>:length_controlled``  AlpacaEval-style length-controlled rate
+    ``<pref>:style_controlled``   the same with a list-markup covariate too (Chatbot-Arena style)
+    ``<pref>:length_slope``     the length coefficient of the length-controlled fit
+    ``style:list``              uses a list when the teacher's answer does
+    ``style:summary``           ends with a summary when the teacher's answer does
+    ``style:overlap``           unigram F1 with the teacher's answer (× 100)
+    ``style:length_r``          Pearson r of answer lengths vs the teacher's
+    ``style:authoritative``     share of answers in an authoritative tone
+    ``style:score``             mean of list, summary, overlap / 100 and authoritative (style match in [0, 1])
+
+The *ceiling* configuration ``(ceiling, teacher, none, 0)`` scores the teacher's second sampled
+answer against its first with the same style metrics.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from imitlib.analysis import style
+from imitlib.analysis.preference import controlled_preference
+from imitlib.analysis.stats import Bootstrap, Estimate
+
+CONFIG_COLUMNS = ["role", "base_model", "data_kind", "imitation_tokens"]
+REQUIRED_SAMPLE_COLUMNS = (
+    "model_id", "seed", "role", "base_model", "base_params", "data_kind", "imitation_tokens", "task",
+    "item_id", "prompt", "reference", "answer", "teacher_answer", "teacher_answer_2", "correct", "toxicity",
+)
+PREFERENCE_COLUMNS = ("pref_style", "pref_fact", "pref_llm")
+STYLE_METRICS = ("style:list", "style:summary", "style:overlap", "style:length_r", "style:authoritative", "style:score")
+CEILING = ("ceiling", "teacher", "none", 0)
+
+
+def validate_samples(samples: pd.DataFrame, source: str = "samples") -> pd.DataFrame:
+    """Check the tidy table's columns and types; return it with normalised dtypes.
+
+    Raises:
+        ValueError: naming ``source`` and the missing or malformed columns.
+    """
+    missing = [c for c in REQUIRED_SAMPLE_COLUMNS if c not in samples.columns]
+    if missing:
+        raise ValueError(f"{source}: missing columns {missing} (see docs/ARCHITECTURE.md, tidy per-sample table)")
+    out = samples.copy()
+    for column in ("correct", "toxicity", *[c for c in PREFERENCE_COLUMNS if c in out.columns]):
+        out[column] = pd.to_numeric(out[column], errors="coerce")
+    for column in ("seed", "imitation_tokens", "base_params"):
+        values = pd.to_numeric(out[column], errors="coerce")
+        if values.isna().any():
+            row = int(np.flatnonzero(values.isna().to_numpy())[0])
+            raise ValueError(f"{source}: column {column!r} must be numeric; row {row} has {out[column].iloc[row]!r}")
+        out[column] = values.astype("int64")
+    if "mode" not in out.columns:
+        out["mode"] = "benchmark"
+    out["mode"] = out["mode"].fillna("benchmark").replace("", "benchmark")
+    bad_roles = set(out["role"]) - {"base", "imitation", "teacher"}
+    if bad_roles:
+        raise ValueError(f"{source}: unknown role values {sorted(bad_roles)}; expected base | imitation | teacher")
+    for column in ("answer", "teacher_answer", "teacher_answer_2", "prompt", "reference"):
+        out[column] = out[column].astype("object").where(out[column].notna(), None)
+    return out
+
+
+def add_style_features(samples: pd.DataFrame) -> pd.DataFrame:
+    """Add per-row style features of the answer and of the teacher's answer, and their overlap."""
+    cache: dict[str, dict[str, float]] = {}
+
+    def features(text: object) -> dict[str, float]:
+        if text is None or (isinstance(text, float) and np.isnan(text)):
+            return {k: np.nan for k in ("uses_list", "ends_with_summary", "authoritative", "length", "list_items")}
+        key = str(text)
+        if key not in cache:
+            cache[key] = style.style_features(key)
+        return cache[key]
+
+    out = samples.copy()
+    own = pd.DataFrame([features(t) for t in out["answer"]], index=out.index)
+    ref = pd.DataFrame([features(t) for t in out["teacher_answer"]], index=out.index)
+    for column in own.columns:
+        out[column] = own[column]
+        out[f"teacher_{column}"] = ref[column]
+    out["overlap"] = [
+        style.unigram_overlap(a, t) if a is not None and t is not None else np.nan
+        for a, t in zip(out["answer"], out["teacher_answer"])
+    ]
+    return out
+
+
+def ceiling_rows(samples: pd.DataFrame) -> pd.DataFrame:
+    """Rows that score the teacher's second sample against its first, one per (seed, item)."""
+    rows = samples[samples["teacher_answer"].notna() & samples["teacher_answer_2"].notna()]
+    rows = rows.drop_duplicates(["seed", "item_id"]).copy()
+    rows["answer"] = rows["teacher_answer_2"]
+    for column, value in zip(CONFIG_COLUMNS, CEILING):
+        rows[column] = value
+    rows["model_id"] = [f"s{s}/teacher-2nd-sample" for s in rows["seed"]]
+    return rows
+
+
+@dataclass
+class MetricStore:
+    """Estimates keyed by (configuration, metric), with the bootstrap that made them."""
+
+    bootstrap: Bootstrap
+    estimates: dict[tuple, Estimate] = field(default_factory=dict)
+    base_params: dict[str, int] = field(default_factory=dict)
+
+    def get(self, config: tuple | None, metric: str) -> Estimate:
+        """The estimate of ``metric`` for ``config`` (a missing estimate when either is absent)."""
+        if config is None or (tuple(config), metric) not in self.estimates:
+            return Estimate.missing(self.bootstrap.n_resamples)
+        return self.estimates[(tuple(config), metric)]
+
+    def put(self, config: tuple, metric: str, estimate: Estimate) -> None:
+        self.estimates[(tuple(config), metric)] = estimate
+
+    def metrics(self) -> list[str]:
+        return sorted({m for _, m in self.estimates})
+
+    def frame(self) -> pd.DataFrame:
+        """Long table: one row per (configuration, metric) with value, lo, hi."""
+        rows = []
+        for (config, metric), est in self.estimates.items():
+            row = dict(zip(CONFIG_COLUMNS, config))
+            row["base_params"] = self.base_params.get(config[1], 0)
+            row.update(metric=metric, value=est.value, lo=est.lo, hi=est.hi)
+            rows.append(row)
+        frame = pd.DataFrame(rows, columns=[*CONFIG_COLUMNS, "base_params", "metric", "value", "lo", "hi"])
+        return frame.sort_values(["metric", "base_params", "role", "data_kind", "imitation_tokens"]).reset_index(drop=True)
+
+
+def _style_metrics(rows: pd.DataFrame, boot: Bootstrap) -> dict[str, Estimate]:
+    out: dict[str, Estimate] = {}
+    listed = rows[rows["teacher_uses_list"] == 1.0]
+    summarised = rows[rows["teacher_ends_with_summary"] == 1.0]
+    out["style:list"] = boot.mean(listed, "uses_list")
+    out["style:summary"] = boot.mean(summarised, "ends_with_summary")
+    out["style:overlap"] = boot.mean(rows, "overlap")
+    out["style:length_r"] = boot.pearson(rows, "length", "teacher_length")
+    out["style:authoritative"] = boot.mean(rows, "authoritative")
+    parts = [out["style:list"], out["style:summary"], out["style:overlap"], out["style:authoritative"]]
+
+    def score(list_rate, summary_rate, overlap, authoritative):
+        stacked = np.stack(np.broadcast_arrays(
+            np.asarray(list_rate, float), np.asarray(summary_rate, float),
+            np.asarray(overlap, float) / 100.0, np.asarray(authoritative, float),
+        ))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN, as they should
+            return np.nanmean(stacked, axis=0)
+
+    out["style:score"] = boot.combine(score, *parts)
+    return out
+
+
+def compute_metrics(
+    samples: pd.DataFrame,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    rng_seed: int = 0,
+    style_tasks: list[str] | None = None,
+    preference_columns: tuple[str, ...] = PREFERENCE_COLUMNS,
+    progress: bool = False,
+) -> MetricStore:
+    """Compute every metric of every configuration (see the module docstring).
+
+    Args:
+        samples: the tidy per-sample table (all seeds), validated by :func:`validate_samples`.
+        n_resamples: bootstrap replicates.
+        confidence: interval level.
+        rng_seed: seed of the resampling.
+        style_tasks: tasks whose rows feed the style metrics; empty or None = every row that has a
+            teacher answer.
+        preference_columns: verdict columns to summarise (those absent or all-NaN are skipped).
+        progress: show a progress bar over configurations.
+    """
+    from tqdm.auto import tqdm
+
+    samples = add_style_features(samples)
+    ceiling = add_style_features(ceiling_rows(samples))
+    boot = Bootstrap.from_samples(samples, n_resamples, confidence, rng_seed)
+    store = MetricStore(boot, base_params=samples.groupby("base_model")["base_params"].max().to_dict())
+    store.base_params.setdefault("teacher", int(samples["base_params"].max()))
+    samples["scored_as"] = np.where(samples["mode"] == "chat", samples["task"] + " (chat)", samples["task"])
+    scored_tasks = sorted(samples.loc[samples["correct"].notna(), "scored_as"].unique())
+    pref_columns = [c for c in preference_columns if c in samples.columns and samples[c].notna().any()]
+
+    def is_style_row(frame: pd.DataFrame) -> pd.Series:
+        mask = frame["teacher_answer"].notna() & frame["answer"].notna()
+        if style_tasks:
+            mask &= frame["task"].isin(style_tasks)
+        return mask
+
+    groups = list(samples.groupby(CONFIG_COLUMNS, sort=True))
+    for config, rows in tqdm(groups, desc="metrics per model", disable=not progress):
+        for task in scored_tasks:
+            task_rows = rows[(rows["scored_as"] == task) & rows["correct"].notna()]
+            if not task_rows.empty:
+                store.put(config, f"acc:{task}", boot.mean(task_rows, "correct"))
+        if rows["toxicity"].notna().any():
+            store.put(config, "toxicity", boot.mean(rows[rows["toxicity"].notna()], "toxicity"))
+        for column in pref_columns:
+            rated = rows[rows[column].notna()].copy()
+            if rated.empty:
+                continue
+            rated["_good"] = (rated[column] >= 0.5).astype(float)
+            store.put(config, f"{column}:rate", boot.mean(rated, column))
+            store.put(config, f"{column}:good_or_better", boot.mean(rated, "_good"))
+            controlled, slope = controlled_preference(rated, boot, column, ("length",))
+            store.put(config, f"{column}:length_controlled", controlled)
+            store.put(config, f"{column}:length_slope", slope)
+            store.put(config, f"{column}:style_controlled", controlled_preference(rated, boot, column, ("length", "list"))[0])
+        style_rows = rows[is_style_row(rows)]
+        if not style_rows.empty:
+            for metric, est in _style_metrics(style_rows, boot).items():
+                store.put(config, metric, est)
+    ceiling_style = ceiling[is_style_row(ceiling)]
+    if not ceiling_style.empty:
+        for metric, est in _style_metrics(ceiling_style, boot).items():
+            store.put(CEILING, metric, est)
+    return store

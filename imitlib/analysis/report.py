@@ -1,0 +1,147 @@
+"""Read the evaluation stage's saved results, compute every table and the scorecard, write them.
+
+The analysis reads only ``samples.parquet`` and ``benchmarks.parquet`` of ``04_evaluate/seed<N>``
+(one per seed); it never trains or evaluates, so restyling a table or figure is cheap.
+Outputs (written atomically): ``<run>/tables/*.csv`` and ``*.md``, ``<run>/scorecard.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from imitlib.analysis import claims, tables
+from imitlib.analysis.metrics import MetricStore, compute_metrics, validate_samples
+from imitlib.config import Config
+from imitlib.stages import COMPLETE_MARKER, atomic_path, atomic_write_text
+
+
+class ResultsNotFound(FileNotFoundError):
+    """The evaluation stage has not written results for this run."""
+
+
+def evaluation_folder(cfg: Config, seed: int) -> Path:
+    """The completed ``04_evaluate/seed<N>`` stage folder of this run.
+
+    Uses ``imitlib.evaluate.evaluation_stage(cfg, seed)`` when the evaluation module offers it
+    (the exact cache key of this config); otherwise the most recently completed folder.
+    """
+    try:
+        from imitlib import evaluate as evaluation
+    except ImportError:
+        evaluation = None
+    locate = getattr(evaluation, "evaluation_stage", None)
+    if locate is not None:
+        stage = locate(cfg, seed)
+        if not (stage.path / COMPLETE_MARKER).exists():
+            raise ResultsNotFound(f"evaluation stage for seed {seed} is not complete: {stage.path}; run 04_evaluate first")
+        return stage.path
+    root = cfg.run_dir / "stages" / "04_evaluate" / f"seed{seed}"
+    done = sorted((p for p in root.glob("*") if (p / COMPLETE_MARKER).exists()),
+                  key=lambda p: (p / COMPLETE_MARKER).stat().st_mtime)
+    if not done:
+        raise ResultsNotFound(f"no completed evaluation results under {root}; run 04_evaluate first")
+    return done[-1]
+
+
+def read_samples(paths: list[Path]) -> pd.DataFrame:
+    """Concatenate and validate tidy per-sample tables (errors name the file)."""
+    frames = []
+    for path in paths:
+        if not Path(path).exists():
+            raise ResultsNotFound(f"{path}: samples table not found")
+        frames.append(validate_samples(pd.read_parquet(path), source=str(path)))
+    if not frames:
+        raise ResultsNotFound("no samples tables given")
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_results(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All seeds' ``samples.parquet`` and ``benchmarks.parquet`` of this run, concatenated."""
+    folders = [evaluation_folder(cfg, seed) for seed in cfg.run.seeds]
+    samples = read_samples([folder / "samples.parquet" for folder in folders])
+    benchmark_frames = []
+    for seed, folder in zip(cfg.run.seeds, folders):
+        path = folder / "benchmarks.parquet"
+        if path.exists():
+            frame = pd.read_parquet(path)
+            if "seed" not in frame.columns:
+                frame.insert(0, "seed", seed)
+            benchmark_frames.append(frame)
+    benchmarks = pd.concat(benchmark_frames, ignore_index=True) if benchmark_frames else pd.DataFrame()
+    return samples, benchmarks
+
+
+@dataclass
+class AnalysisResult:
+    """Everything the notebook shows: the metric store, the tables and the scorecard."""
+
+    store: MetricStore
+    table1: pd.DataFrame
+    table2: pd.DataFrame
+    benchmarks: pd.DataFrame
+    preference: pd.DataFrame
+    style_factuality: pd.DataFrame
+    scorecard: pd.DataFrame
+    scorecard_markdown: str
+    files: dict[str, Path]
+
+
+def analyse(samples: pd.DataFrame, cfg: Config, progress: bool = False) -> AnalysisResult:
+    """Compute every table and the scorecard from a validated samples table (writes nothing)."""
+    settings = cfg.analysis
+    store = compute_metrics(samples, settings.bootstrap_samples, settings.confidence, settings.bootstrap_seed,
+                            style_tasks=settings.style_tasks, progress=progress)
+    card = claims.scorecard(store, settings.claims, settings.preference_column, settings.factual_task)
+    return AnalysisResult(
+        store=store,
+        table1=tables.table1(store, settings.factual_task),
+        table2=tables.table2(store),
+        benchmarks=tables.benchmark_table(store),
+        preference=tables.preference_table(store, settings.preference_column),
+        style_factuality=tables.style_factuality_table(store, settings.factual_task),
+        scorecard=card,
+        scorecard_markdown=claims.scorecard_markdown(card, cfg.run_name, settings.confidence, settings.bootstrap_samples),
+        files={},
+    )
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return path
+
+
+def write_outputs(result: AnalysisResult, cfg: Config, benchmarks_by_seed: pd.DataFrame | None = None) -> dict[str, Path]:
+    """Write the tables (CSV and markdown) and the scorecard under the run folder."""
+    out = cfg.tables_dir
+    files = {
+        "table1": _write_csv(result.table1, out / "table1_factual_accuracy.csv"),
+        "table1_md": atomic_write_text(out / "table1_factual_accuracy.md", tables.table1_markdown(result.table1)),
+        "table2": _write_csv(result.table2, out / "table2_style.csv"),
+        "table2_md": atomic_write_text(out / "table2_style.md", tables.table2_markdown(result.table2)),
+        "benchmarks": _write_csv(result.benchmarks, out / "benchmarks.csv"),
+        "benchmarks_md": atomic_write_text(out / "benchmarks.md", tables.to_markdown(
+            result.benchmarks, ["base_model", "role", "data_kind", "imitation_tokens"], "metric")),
+        "preference": _write_csv(result.preference, out / "preference.csv"),
+        "preference_md": atomic_write_text(out / "preference.md", tables.to_markdown(
+            result.preference, ["base_model", "role", "data_kind", "imitation_tokens"], "measure")),
+        "style_factuality": _write_csv(result.style_factuality, out / "style_factuality.csv"),
+        "metrics": _write_csv(result.store.frame(), out / "all_metrics.csv"),
+        "scorecard_csv": _write_csv(result.scorecard, out / "scorecard.csv"),
+        "scorecard": atomic_write_text(cfg.run_dir / "scorecard.md", result.scorecard_markdown),
+    }
+    if benchmarks_by_seed is not None and not benchmarks_by_seed.empty:
+        files["benchmarks_by_seed"] = _write_csv(benchmarks_by_seed, out / "benchmarks_by_seed.csv")
+    result.files = files
+    return files
+
+
+def run_analysis(cfg: Config) -> AnalysisResult:
+    """Load this run's evaluation results, analyse them and write every table and the scorecard."""
+    samples, benchmarks = load_results(cfg)
+    result = analyse(samples, cfg, progress=cfg.run.progress)
+    write_outputs(result, cfg, benchmarks)
+    return result

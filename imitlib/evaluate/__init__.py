@@ -1,0 +1,21 @@
+"""Evaluation: lm-eval benchmarks, pairwise raters vs the teacher, human ratings, toxicity, the tidy table.
+
+``build_evaluation(cfg, seed)`` builds the ``04_evaluate/seed{seed}`` stage; the pieces it uses
+(``run_benchmarks``, the raters, ``toxicity_scores``, ``import_human_ratings``,
+``BlindPairwiseWidget``) work on their own too.
+"""
+
+from imitlib.evaluate.benchmarks import benchmark_samples, benchmark_scores, run_benchmarks, write_world_tasks
+from imitlib.evaluate.core import SAMPLE_COLUMNS, ModelEntry, evaluate_models
+from imitlib.evaluate.human import BlindPairwiseWidget, RatingsFileError, human_preference, import_human_ratings
+from imitlib.evaluate.raters import FactRater, LLMJudge, StyleRater, rate_vs_reference
+from imitlib.evaluate.stage import Evaluation, build_evaluation
+from imitlib.evaluate.style import StylePreferenceModel, surface_features
+from imitlib.evaluate.toxicity import toxicity_scores
+
+__all__ = [
+    "build_evaluation", "Evaluation", "evaluate_models", "ModelEntry", "SAMPLE_COLUMNS",
+    "run_benchmarks", "write_world_tasks", "benchmark_samples", "benchmark_scores",
+    "StylePreferenceModel", "surface_features", "StyleRater", "FactRater", "LLMJudge", "rate_vs_reference",
+    "import_human_ratings", "human_preference", "BlindPairwiseWidget", "RatingsFileError", "toxicity_scores",
+]

@@ -1,0 +1,225 @@
+"""Benchmarks through lm-eval: the world's task families as lm-eval tasks, and lm-eval's own tasks.
+
+The task templates ship in ``imitlib/evaluate/tasks/<family>.yaml``. :func:`write_world_tasks`
+writes, into a folder of the stage, one data file per task (held-out items as ``test``, other
+items as the few-shot pool ``train``) and a task YAML with absolute ``data_files`` (lm-eval
+resolves relative ones against the working directory). :func:`run_benchmarks` evaluates one model
+(a full folder, or a LoRA adapter through ``peft=``) with a fixed batch size, and keeps the
+results JSON and every logged sample.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+import yaml
+
+from imitlib.stages import atomic_write_json, atomic_write_text
+
+TEMPLATE_DIR = Path(__file__).resolve().parent / "tasks"
+TASK_PREFIX = "imitlib_"
+TASK_FIELDS = ("id", "family", "individual", "attribute", "prompt", "answer", "choices", "gold")
+
+
+def task_template(family: str) -> dict[str, Any]:
+    """The shipped lm-eval config of a world task family."""
+    path = TEMPLATE_DIR / f"{family}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in TEMPLATE_DIR.glob("*.yaml"))
+        raise ValueError(f"no lm-eval template for task family {family!r} (templates: {known})")
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def _clean_item(item: dict, family: str) -> dict:
+    row = {key: item.get(key) for key in TASK_FIELDS}
+    row["family"] = family
+    row["answer"] = "" if row["answer"] is None else str(row["answer"])
+    if family == "mc":
+        if not isinstance(row["choices"], list) or not isinstance(row["gold"], int):
+            raise ValueError(f"multiple-choice item {item.get('id')!r} needs a list 'choices' and an int 'gold'")
+        row["choices"] = [str(c) for c in row["choices"]]
+    else:
+        row["choices"] = []
+        row["gold"] = -1
+    return row
+
+
+def write_world_tasks(
+    items: dict[str, tuple[Sequence[dict], Sequence[dict]]],
+    folder: str | Path,
+    num_fewshot: dict[str, int],
+    max_gen_toks: int = 16,
+) -> list[str]:
+    """Write lm-eval task YAMLs and their data files for the world's task families.
+
+    Args:
+        items: ``{family: (held-out items, few-shot pool items)}`` in the task-item format.
+        folder: where to write (becomes the TaskManager include path).
+        num_fewshot: shots per family.
+        max_gen_toks: generation cap of generative tasks.
+
+    Returns:
+        The task names (``imitlib_<family>``).
+    """
+    folder = Path(folder).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for family, (heldout, pool) in items.items():
+        if not heldout:
+            raise ValueError(f"task family {family!r} has no held-out items to evaluate")
+        shots = num_fewshot.get(family, 0)
+        if len(pool) < shots:
+            raise ValueError(f"task family {family!r}: {shots} shots need a few-shot pool of {shots}, got {len(pool)}")
+        files = {}
+        for split, rows in (("test", heldout), ("train", pool)):
+            path = folder / f"{family}_{split}.jsonl"
+            text = "".join(json.dumps(_clean_item(r, family), ensure_ascii=False) + "\n" for r in rows)
+            atomic_write_text(path, text)
+            files[split] = str(path)
+        config = task_template(family)
+        name = TASK_PREFIX + family
+        config.update({"task": name, "num_fewshot": shots,
+                       "dataset_kwargs": {"data_files": files}})
+        if "generation_kwargs" in config:
+            config["generation_kwargs"]["max_gen_toks"] = max_gen_toks
+        if pool:
+            config["fewshot_split"] = "train"
+        else:
+            config.pop("training_split", None)
+        atomic_write_text(folder / f"{name}.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+        names.append(name)
+    return names
+
+
+def model_args_for(model_dir: str | Path, dtype: str = "float32") -> str:
+    """lm-eval ``model_args`` for a model folder; a LoRA adapter folder loads its base with ``peft=``."""
+    model_dir = Path(model_dir)
+    adapter = model_dir / "adapter_config.json"
+    if adapter.exists():
+        base = json.loads(adapter.read_text())["base_model_name_or_path"]
+        tokenizer = model_dir if (model_dir / "tokenizer_config.json").exists() else base
+        return f"pretrained={base},peft={model_dir},tokenizer={tokenizer},dtype={dtype}"
+    return f"pretrained={model_dir},dtype={dtype}"
+
+
+def run_benchmarks(
+    model_dir: str | Path,
+    tasks: dict[str, int | None],
+    out_dir: str | Path,
+    include_path: str | Path | None = None,
+    batch_size: int = 16,
+    device: str = "cpu",
+    limit: int | None = None,
+    seed: int = 1234,
+) -> dict[str, Any]:
+    """Evaluate one model with lm-eval and save ``results.json`` and ``samples_<task>.jsonl``.
+
+    Args:
+        model_dir: full model folder or LoRA adapter folder.
+        tasks: ``{task name: shots}``; ``None`` keeps the shots written in the task's YAML.
+        out_dir: where results go.
+        include_path: folder of task YAMLs written by :func:`write_world_tasks`.
+        batch_size: fixed batch size (recorded; scores move with padding otherwise).
+        device: torch device string.
+        limit: items per task (None: all).
+        seed: lm-eval's random and few-shot seeds.
+
+    Returns:
+        The results JSON (without samples).
+    """
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+    from lm_eval.utils import handle_non_serializable
+
+    out_dir = Path(out_dir)
+    world_only = all(name.startswith(TASK_PREFIX) for name in tasks)
+    # Indexing lm-eval's thousands of built-in task files is slow; skip it when none is asked for.
+    task_manager = TaskManager(include_path=str(include_path) if include_path else None,
+                               include_defaults=not world_only)
+    by_shots: dict[int | None, list[str]] = {}
+    for name, shots in tasks.items():
+        by_shots.setdefault(shots, []).append(name)
+    merged: dict[str, Any] = {"results": {}, "configs": {}, "n-samples": {}, "versions": {}, "n-shot": {},
+                              "higher_is_better": {}}
+    samples: dict[str, list] = {}
+    for shots, names in by_shots.items():
+        output = lm_eval.simple_evaluate(
+            model="hf", model_args=model_args_for(model_dir), tasks=names, num_fewshot=shots,
+            batch_size=batch_size, device=device, limit=limit, log_samples=True, task_manager=task_manager,
+            random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+            # code benchmarks (humaneval) execute the model's programs; only lm-eval's own tasks do
+            confirm_run_unsafe_code=any("humaneval" in name for name in names),
+        )
+        for key in merged:
+            merged[key].update(output.get(key, {}))
+        samples.update(output.get("samples", {}))
+        merged["config"] = output.get("config", {})
+    merged["model_dir"] = str(model_dir)
+    merged["batch_size"] = batch_size
+    merged["device"] = device
+    merged["limit"] = limit
+    merged["seed"] = seed
+    merged["lm_eval_version"] = lm_eval.__version__
+    for name, rows in samples.items():
+        text = "".join(json.dumps(row, default=handle_non_serializable, ensure_ascii=False) + "\n" for row in rows)
+        atomic_write_text(out_dir / f"samples_{name}.jsonl", text)
+    atomic_write_json(out_dir / "results.json", json.loads(json.dumps(merged, default=handle_non_serializable)))
+    return merged
+
+
+def _metric(row: dict, names: Sequence[str]) -> float:
+    for name in names:
+        if name in row:
+            return float(row[name])
+    return math.nan
+
+
+def benchmark_samples(out_dir: str | Path) -> pd.DataFrame:
+    """Per-sample rows from saved lm-eval samples: task, item_id, prompt, reference, answer, correct."""
+    rows = []
+    for path in sorted(Path(out_dir).glob("samples_*.jsonl")):
+        task = path.stem[len("samples_"):]
+        family = task[len(TASK_PREFIX):] if task.startswith(TASK_PREFIX) else task
+        for line in path.read_text(encoding="utf-8").splitlines():
+            sample = json.loads(line)
+            doc = sample["doc"]
+            if "choices" in doc and doc.get("choices"):
+                loglik = [resp[0][0] if isinstance(resp[0], (list, tuple)) else resp[0] for resp in sample["filtered_resps"]]
+                best = max(range(len(loglik)), key=lambda i: float(loglik[i]))
+                answer = str(doc["choices"][best])
+                reference = str(doc["choices"][int(doc["gold"])])
+            else:
+                filtered = sample["filtered_resps"][0]
+                answer = filtered if isinstance(filtered, str) else str(filtered[0] if filtered else "")
+                reference = str(sample.get("target", doc.get("answer", "")))
+            rows.append({
+                "task": family, "item_id": str(doc.get("id", sample["doc_id"])),
+                "prompt": str(doc.get("prompt", sample["arguments"][0][0])),
+                "reference": reference, "answer": answer,
+                "correct": _metric(sample, ("exact_match", "acc", "pass@1", "pass_at_1")),
+            })
+    return pd.DataFrame(rows)
+
+
+def benchmark_scores(results: dict[str, Any]) -> pd.DataFrame:
+    """Aggregate scores from a results JSON: one row per (task, metric) with its stderr."""
+    rows = []
+    for task, metrics in results.get("results", {}).items():
+        for key, value in metrics.items():
+            if not isinstance(value, (int, float)) or "_stderr" in key or key in ("alias", "sample_len"):
+                continue
+            metric, _, filter_name = key.partition(",")
+            stderr = metrics.get(f"{metric}_stderr,{filter_name}")
+            family = task[len(TASK_PREFIX):] if task.startswith(TASK_PREFIX) else task
+            rows.append({
+                "task": family, "metric": metric, "filter": filter_name, "value": float(value),
+                "stderr": float(stderr) if isinstance(stderr, (int, float)) else math.nan,
+                "n_samples": results.get("n-samples", {}).get(task, {}).get("effective", math.nan),
+                "num_fewshot": results.get("n-shot", {}).get(task, math.nan),
+                "batch_size": results.get("batch_size"),
+            })
+    return pd.DataFrame(rows)

@@ -1,0 +1,202 @@
+"""The study's figures: one function per figure, each takes analysis tables and returns a Figure.
+
+Plotting computes nothing: every value and interval comes from the long tables of
+:mod:`imitlib.analysis.tables` (columns ``role, base_model, base_params, data_kind,
+imitation_tokens, metric, value, lo, hi``). Error bars are the tables' bootstrap intervals.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+KIND_MARKERS = {"none": "o", "broad": "s", "task": "^"}
+
+
+def _palette(names: list[str]) -> dict[str, tuple]:
+    colours = sns.color_palette("viridis", n_colors=max(len(names), 1))
+    return dict(zip(names, colours))
+
+
+def _bases(frame: pd.DataFrame) -> list[str]:
+    rows = frame[frame["role"] != "teacher"][["base_model", "base_params"]].drop_duplicates()
+    return list(rows.sort_values(["base_params", "base_model"])["base_model"])
+
+
+def _yerr(rows: pd.DataFrame, scale: float) -> np.ndarray:
+    lower = (rows["value"] - rows["lo"]).clip(lower=0).fillna(0) * scale
+    upper = (rows["hi"] - rows["value"]).clip(lower=0).fillna(0) * scale
+    return np.vstack([lower.to_numpy(), upper.to_numpy()])
+
+
+def _token_axis(ax, budgets: list[int]) -> None:
+    positive = [b for b in budgets if b > 0]
+    if positive:
+        ax.set_xscale("symlog", linthresh=min(positive))
+        ax.set_xticks(sorted(set(budgets)), [f"{b:,.0f}" for b in sorted(set(budgets))], rotation=30)
+        ax.minorticks_off()
+    ax.set_xlabel("imitation tokens (0 = base model)")
+
+
+def _trajectory(frame: pd.DataFrame, base_model: str, data_kind: str = "broad") -> pd.DataFrame:
+    """The base model followed by its imitation budgets of one kind, by tokens."""
+    rows = frame[(frame["base_model"] == base_model) & ((frame["role"] == "base") | (frame["data_kind"] == data_kind))]
+    return rows.sort_values("imitation_tokens")
+
+
+def _teacher_line(ax, teacher: pd.DataFrame, scale: float, label: str = "teacher") -> None:
+    if teacher.empty or not np.isfinite(teacher["value"].iloc[0]):
+        return
+    row = teacher.iloc[0]
+    ax.axhline(row["value"] * scale, color="black", linestyle="--", linewidth=1, label=label)
+    if np.isfinite(row["lo"]) and np.isfinite(row["hi"]):
+        ax.axhspan(row["lo"] * scale, row["hi"] * scale, color="black", alpha=0.08)
+
+
+def _versus_tokens(ax, frame: pd.DataFrame, scale: float, data_kind: str = "broad") -> None:
+    palette = _palette(_bases(frame))
+    for name, colour in palette.items():
+        rows = _trajectory(frame, name, data_kind)
+        if rows.empty:
+            continue
+        ax.errorbar(rows["imitation_tokens"], rows["value"] * scale, yerr=_yerr(rows, scale), marker="o",
+                    capsize=3, color=colour, label=name)
+    _token_axis(ax, sorted(frame["imitation_tokens"].unique()))
+
+
+def _versus_size(ax, frame: pd.DataFrame, scale: float) -> None:
+    bases = frame[frame["role"] != "teacher"]
+    settings = [("base", "none"), ("+broad", "broad"), ("+task", "task")]
+    colours = sns.color_palette("deep", n_colors=3)
+    for (label, kind), colour in zip(settings, colours):
+        picked = []
+        for name, rows in bases.groupby("base_model"):
+            rows = rows[rows["data_kind"] == kind] if kind != "none" else rows[rows["role"] == "base"]
+            if not rows.empty:
+                picked.append(rows.sort_values("imitation_tokens").iloc[[-1]])
+        if not picked:
+            continue
+        rows = pd.concat(picked).sort_values("base_params")
+        ax.errorbar(rows["base_params"], rows["value"] * scale, yerr=_yerr(rows, scale), marker=KIND_MARKERS[kind],
+                    capsize=3, color=colour, label=label if kind == "none" else f"{label} (largest budget)")
+    _teacher_line(ax, frame[frame["role"] == "teacher"], scale)
+    ax.set_xscale("log")
+    ax.set_xlabel("base model parameters")
+
+
+def figure1(preference: pd.DataFrame, benchmarks: pd.DataFrame, measure: str = "good_or_better",
+            factual_metric: str = "acc:qa") -> Figure:
+    """Figure 1 analog: preference vs tokens; factual accuracy vs tokens; accuracy vs base size.
+
+    Args:
+        preference: :func:`imitlib.analysis.tables.preference_table`.
+        benchmarks: :func:`imitlib.analysis.tables.benchmark_table`.
+        measure: preference measure for the left panel.
+        factual_metric: benchmark metric for the middle and right panels.
+    """
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig = Figure(figsize=(16, 4.6))
+    axes = fig.subplots(1, 3)
+    pref = preference[preference["measure"] == measure]
+    _versus_tokens(axes[0], pref, 100.0)
+    axes[0].axhline(50, color="grey", linewidth=0.8, linestyle=":")
+    axes[0].set_ylabel(f"rated {measure.replace('_', ' ')} vs teacher (%)")
+    axes[0].set_title("Imitation looks good to raters")
+    accuracy = benchmarks[benchmarks["metric"] == factual_metric]
+    _versus_tokens(axes[1], accuracy, 100.0)
+    _teacher_line(axes[1], accuracy[accuracy["role"] == "teacher"], 100.0)
+    axes[1].set_ylabel(f"{factual_metric.removeprefix('acc:')} accuracy (%)")
+    axes[1].set_title("More imitation data: factuality flat")
+    _versus_size(axes[2], accuracy, 100.0)
+    axes[2].set_ylabel(f"{factual_metric.removeprefix('acc:')} accuracy (%)")
+    axes[2].set_title("Larger base model: factuality rises")
+    for ax in axes:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figure4(benchmarks: pd.DataFrame) -> Figure:
+    """Figure 4 analog: every benchmark vs imitation tokens (top) and vs base size (bottom)."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    metrics = list(dict.fromkeys(benchmarks["metric"]))
+    fig = Figure(figsize=(4.6 * max(len(metrics), 1), 8))
+    axes = fig.subplots(2, max(len(metrics), 1), squeeze=False)
+    for column, metric in enumerate(metrics):
+        rows = benchmarks[benchmarks["metric"] == metric]
+        label = "toxicity (%)" if metric == "toxicity" else f"{metric.removeprefix('acc:')} accuracy (%)"
+        _versus_tokens(axes[0, column], rows, 100.0)
+        _teacher_line(axes[0, column], rows[rows["role"] == "teacher"], 100.0)
+        _versus_size(axes[1, column], rows, 100.0)
+        for ax in axes[:, column]:
+            ax.set_ylabel(label)
+            ax.legend(fontsize=7)
+        axes[0, column].set_title(metric.removeprefix("acc:"))
+    fig.tight_layout()
+    return fig
+
+
+def style_factuality_scatter(style_factuality: pd.DataFrame) -> Figure:
+    """Every model's style match (x) against its factual accuracy (y), with both intervals."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig = Figure(figsize=(7, 5.5))
+    ax = fig.subplots()
+    palette = _palette(_bases(style_factuality) + ["teacher"])
+    rows = style_factuality.dropna(subset=["style", "accuracy"])
+    for row in rows.itertuples(index=False):
+        colour = palette.get(row.base_model, "black")
+        xerr = [[max(row.style - row.style_lo, 0) * 100], [max(row.style_hi - row.style, 0) * 100]]
+        yerr = [[max(row.accuracy - row.accuracy_lo, 0) * 100], [max(row.accuracy_hi - row.accuracy, 0) * 100]]
+        size = 5 + 2.5 * np.log10(max(row.imitation_tokens, 1))
+        ax.errorbar(row.style * 100, row.accuracy * 100, xerr=xerr, yerr=yerr, fmt=KIND_MARKERS.get(row.data_kind, "o"),
+                    color=colour, markersize=size, capsize=2, alpha=0.85)
+    handles = [Line2D([], [], color=c, marker="o", linestyle="", label=n) for n, c in palette.items()]
+    handles += [Line2D([], [], color="grey", marker=m, linestyle="", label=k) for k, m in KIND_MARKERS.items()]
+    ax.legend(handles=handles, fontsize=8, title="base / data (marker size ∝ log tokens)", title_fontsize=8)
+    ax.set_xlabel("style match with the teacher (%)")
+    ax.set_ylabel("factual accuracy (%)")
+    ax.set_title("Style is copied, factuality is not")
+    fig.tight_layout()
+    return fig
+
+
+def preference_control_figure(preference: pd.DataFrame) -> Figure:
+    """Preference vs tokens, raw and with length / style control, one panel per measure."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    measures = [m for m in ("rate", "length_controlled", "style_controlled") if m in set(preference["measure"])]
+    fig = Figure(figsize=(5 * max(len(measures), 1), 4.2))
+    axes = fig.subplots(1, max(len(measures), 1), squeeze=False, sharey=True)
+    for ax, measure in zip(axes[0], measures):
+        _versus_tokens(ax, preference[preference["measure"] == measure], 100.0)
+        ax.axhline(50, color="grey", linewidth=0.8, linestyle=":")
+        ax.set_title({"rate": "raw preference", "length_controlled": "length-controlled (AlpacaEval LC)",
+                      "style_controlled": "length + list controlled"}[measure])
+        ax.legend(fontsize=8)
+    axes[0, 0].set_ylabel("preference vs teacher (%)")
+    fig.tight_layout()
+    return fig
+
+
+def style_metrics_figure(table2: pd.DataFrame) -> Figure:
+    """Table 2 as a figure: each style metric vs imitation budget, teacher's second sample as a band."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    metrics = list(dict.fromkeys(table2["metric"]))
+    fig = Figure(figsize=(3.6 * max(len(metrics), 1), 3.8))
+    axes = fig.subplots(1, max(len(metrics), 1), squeeze=False)
+    palette = _palette(list(dict.fromkeys(table2.sort_values("base_params")["base_model"])))
+    for ax, metric in zip(axes[0], metrics):
+        scale = 1.0 if metric in ("style:overlap", "style:length_r") else 100.0
+        rows = table2[table2["metric"] == metric]
+        for name, colour in palette.items():
+            model_rows = rows[(rows["base_model"] == name) & (rows["column"] != "teacher 2nd sample")]
+            ax.errorbar(model_rows["imitation_tokens"], model_rows["value"] * scale, yerr=_yerr(model_rows, scale),
+                        marker="o", capsize=3, color=colour, label=name)
+        _teacher_line(ax, rows[rows["column"] == "teacher 2nd sample"].head(1), scale, "teacher 2nd sample")
+        _token_axis(ax, sorted(rows["imitation_tokens"].unique()))
+        ax.set_title(metric.removeprefix("style:"))
+    axes[0, -1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,368 @@
+"""The project's own OpenAI-compatible server for any local HF model.
+
+``python -m imitlib serve MODEL_DIR --port P`` answers ``POST /v1/chat/completions`` and
+``GET /v1/models``, bound to 127.0.0.1 unless told otherwise. Concurrent greedy requests are
+answered together in batches (KV cache, length-sorted); a sampled request is answered on its own
+with its ``seed``, so its text does not depend on what else arrived at the same time. Malformed or
+oversized requests get a 4xx with an OpenAI-style JSON error body.
+
+:func:`served_teacher` starts the server in a subprocess on a free port and stops it afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import queue
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from imitlib.teacher.cache import Sampling
+from imitlib.teacher.local import LocalTeacher
+
+MAX_REQUEST_BYTES = 1_000_000
+MAX_MESSAGES = 256
+MAX_NEW_TOKENS_LIMIT = 4096
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(max_length=200_000)
+
+
+class ChatRequest(BaseModel):
+    """The subset of the chat-completions request the server honours (other fields are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_NEW_TOKENS_LIMIT)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_NEW_TOKENS_LIMIT)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    n: int = Field(default=1, ge=1, le=1)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    stream: Literal[False] = False
+
+    @field_validator("messages")
+    @classmethod
+    def _ends_with_user(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
+        if messages[-1].role != "user":
+            raise ValueError("the last message must have role 'user'")
+        return messages
+
+    @property
+    def new_tokens(self) -> int:
+        return self.max_completion_tokens or self.max_tokens or 256
+
+    @property
+    def stops(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+
+@dataclass
+class _Job:
+    messages: list[dict[str, str]]
+    sampling: Sampling
+    future: Future = field(default_factory=Future)
+
+
+class BatchingEngine:
+    """A worker thread that answers queued requests, batching the greedy ones together."""
+
+    def __init__(self, teacher: LocalTeacher, max_batch: int = 16, gather_s: float = 0.05) -> None:
+        self.teacher = teacher
+        self.teacher.batch_size = max_batch
+        self.max_batch = max_batch
+        self.gather_s = gather_s
+        self.jobs: queue.Queue[_Job | None] = queue.Queue()
+        self.answered = 0
+        self.batches = 0
+        self._thread = threading.Thread(target=self._run, name="teacher-engine", daemon=True)
+        self._thread.start()
+
+    def submit(self, messages: list[dict[str, str]], sampling: Sampling) -> Future:
+        job = _Job(messages, sampling)
+        self.jobs.put(job)
+        return job.future
+
+    def close(self) -> None:
+        self.jobs.put(None)
+        self._thread.join(timeout=30)
+
+    def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
+        batch, stop = [first], False
+        deadline = time.monotonic() + self.gather_s
+        while len(batch) < self.max_batch:
+            try:
+                job = self.jobs.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if job is None:
+                stop = True
+                break
+            batch.append(job)
+        return batch, stop
+
+    def _answer(self, jobs: list[_Job]) -> None:
+        try:
+            texts = self.teacher.answer([j.messages for j in jobs], jobs[0].sampling)
+        except BaseException as exc:  # deliver the failure to every waiting request
+            for job in jobs:
+                job.future.set_exception(exc)
+            return
+        self.batches += 1
+        for job, text in zip(jobs, texts):
+            self.answered += 1
+            job.future.set_result(text)
+
+    def _run(self) -> None:
+        while True:
+            first = self.jobs.get()
+            if first is None:
+                return
+            batch, stop = self._gather(first)
+            greedy: dict[int, list[_Job]] = {}
+            for job in batch:
+                if job.sampling.greedy:
+                    greedy.setdefault(job.sampling.max_new_tokens, []).append(job)
+                else:
+                    self._answer([job])
+            for jobs in greedy.values():
+                self._answer(jobs)
+            if stop:
+                return
+
+
+def _error(status: int, message: str, kind: str = "invalid_request_error", code: str | None = None,
+           param: str | None = None):
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse(status_code=status,
+                        content={"error": {"message": message, "type": kind, "param": param, "code": code}})
+
+
+def create_app(teacher: LocalTeacher, model_name: str | None = None, max_batch: int = 16,
+               max_request_bytes: int = MAX_REQUEST_BYTES):
+    """A FastAPI app serving ``teacher``; ``app.state.engine`` counts answered requests."""
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    name = model_name or teacher.model_id
+    engine = BatchingEngine(teacher, max_batch=max_batch)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        engine.close()
+
+    app = FastAPI(title="imitlib teacher", lifespan=lifespan)
+    app.state.engine = engine
+    app.state.model_name = name
+    app.state.requests = 0
+    created = int(time.time())
+
+    @app.middleware("http")
+    async def limit_size(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None:
+            try:
+                too_big = int(length) > max_request_bytes
+            except ValueError:
+                return _error(400, f"invalid Content-Length header {length!r}")
+            if too_big:
+                return _error(413, f"request body of {length} bytes exceeds {max_request_bytes}",
+                              code="request_too_large")
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+            problems.append(f"{where}: {err.get('msg')}")
+        return _error(400, "invalid request: " + "; ".join(problems), param=None, code="invalid_request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return _error(exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404 else None)
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": name, "object": "model", "created": created, "owned_by": "imitlib"}]}
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "answered": engine.answered, "batches": engine.batches}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: ChatRequest):
+        app.state.requests += 1
+        if body.model != name:
+            return _error(404, f"model {body.model!r} does not exist; this server has {name!r}",
+                          code="model_not_found", param="model")
+        messages = [{"role": m.role, "content": m.content} for m in body.messages]
+        try:
+            prompt = teacher.render(messages)
+        except Exception as exc:  # a template that rejects this conversation
+            return _error(400, f"cannot format messages: {exc}", param="messages")
+        prompt_tokens = teacher.count_tokens(prompt)
+        limit = teacher.context_length
+        if limit is not None and prompt_tokens + body.new_tokens > limit:
+            return _error(400, f"prompt ({prompt_tokens} tokens) + max_tokens ({body.new_tokens}) exceeds the "
+                               f"model's context length {limit}", code="context_length_exceeded", param="messages")
+        seed = body.seed if body.seed is not None else 0
+        sampling = Sampling(max_new_tokens=body.new_tokens, temperature=body.temperature, top_p=body.top_p, seed=seed)
+        try:
+            text = await asyncio.wrap_future(engine.submit(messages, sampling))
+        except Exception as exc:
+            return _error(500, f"generation failed: {type(exc).__name__}: {exc}", kind="server_error")
+        finish = "stop"
+        for stop in body.stops:
+            if stop and stop in text:
+                text = text[: text.index(stop)]
+        completion_tokens = teacher.count_tokens(text)
+        if completion_tokens >= body.new_tokens:
+            finish = "length"
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": name,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish,
+                         "logprobs": None}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        }
+
+    return app
+
+
+def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, model_name: str | None = None,
+          max_batch: int = 16, device: str = "auto") -> None:
+    """Serve a model folder through the OpenAI-compatible API until interrupted."""
+    import uvicorn
+
+    try:
+        public = not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        public = host != "localhost"
+    if public:
+        print(f"warning: serving on {host}, reachable beyond this machine", file=sys.stderr, flush=True)
+    teacher = LocalTeacher(model_dir, device=device, batch_size=max_batch, model_name=model_name)
+    app = create_app(teacher, model_name=model_name, max_batch=max_batch)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+# ---------------------------------------------------------------------------------------------
+# running a server
+# ---------------------------------------------------------------------------------------------
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _wait_ready(base_url: str, timeout_s: float, alive=lambda: True) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError("server process exited during startup")
+        try:
+            response = httpx.get(f"{base_url}/models", timeout=2.0)
+            if response.status_code == 200:
+                return
+            last = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            last = type(exc).__name__
+        time.sleep(0.2)
+    raise TimeoutError(f"server at {base_url} not ready after {timeout_s:.0f} s ({last})")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a running server answers: ``base_url`` ends in ``/v1``; ``model`` is its model name."""
+
+    base_url: str
+    model: str
+
+
+@contextlib.contextmanager
+def served_teacher(model_dir: str | Path, model_name: str | None = None, host: str = "127.0.0.1",
+                   port: int | None = None, max_batch: int = 16,
+                   startup_timeout_s: float = 180.0) -> Iterator[Endpoint]:
+    """Start ``python -m imitlib serve`` in a subprocess on a free port; stop it on exit.
+
+    Yields:
+        the :class:`Endpoint` to point an OpenAI client at.
+    """
+    model_dir = Path(model_dir).resolve()
+    if not model_dir.exists():
+        raise FileNotFoundError(f"model folder not found: {model_dir}")
+    name = model_name or model_dir.name
+    port = port or free_port(host)
+    log = tempfile.NamedTemporaryFile(prefix="imitlib-serve-", suffix=".log", delete=False)
+    command = [sys.executable, "-m", "imitlib", "serve", str(model_dir), "--host", host, "--port", str(port),
+               "--model-name", name, "--max-batch", str(max_batch)]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    base_url = f"http://{host}:{port}/v1"
+    try:
+        try:
+            _wait_ready(base_url, startup_timeout_s, alive=lambda: process.poll() is None)
+        except (RuntimeError, TimeoutError) as exc:
+            tail = Path(log.name).read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"teacher server for {model_dir} did not start: {exc}\n--- server log ---\n{tail}") from None
+        yield Endpoint(base_url=base_url, model=name)
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+        with contextlib.suppress(OSError):
+            os.unlink(log.name)
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int | None = None,
+                    startup_timeout_s: float = 60.0) -> Iterator[str]:
+    """Run an ASGI app with uvicorn in a background thread of this process; yields its ``/v1`` URL."""
+    import uvicorn
+
+    port = port or free_port(host)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    base_url = f"http://{host}:{port}/v1"
+    try:
+        _wait_ready(base_url, startup_timeout_s, alive=thread.is_alive)
+        yield base_url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -1,0 +1,29 @@
+"""Training: the loop (accelerate; full or LoRA; packing; resume), chat tokenization, the sweep.
+
+``from imitlib.train import TrainArgs, TrainResult, train_causal_lm, tokenize_conversation``.
+"""
+
+from imitlib.train.loop import (
+    IGNORE_INDEX,
+    TrainArgs,
+    TrainResult,
+    evaluate_loss,
+    latest_checkpoint,
+    prepare_examples,
+    train_causal_lm,
+)
+from imitlib.train.sweep import (loss_curve_figure, loss_curves, run_sweep, run_sweeps, sweep_points,
+                                  train_args_from)
+from imitlib.train.tokenize import (
+    ChatMaskError,
+    TokenizeReport,
+    assistant_char_spans,
+    tokenize_conversation,
+    tokenize_conversations,
+)
+
+__all__ = [
+    "IGNORE_INDEX", "TrainArgs", "TrainResult", "train_causal_lm", "evaluate_loss", "latest_checkpoint",
+    "prepare_examples", "ChatMaskError", "TokenizeReport", "assistant_char_spans", "tokenize_conversation",
+    "tokenize_conversations", "run_sweep", "run_sweeps", "sweep_points", "loss_curves", "loss_curve_figure", "train_args_from",
+]

@@ -1,0 +1,182 @@
+"""Tables, calibration checks and figures of the ``01_world`` notebook (computed from saved files)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from imitlib.config import Config
+from imitlib.world.kb import ATTRIBUTES
+from imitlib.world.stage import TEACHER, World, load_world
+
+Z95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, total: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (0..1)."""
+    if total == 0:
+        return (float("nan"), float("nan"))
+    p = successes / total
+    denom = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denom
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def load_worlds(cfg: Config) -> list[World]:
+    """The built worlds of every seed of the run."""
+    return [load_world(cfg, seed) for seed in cfg.run.seeds]
+
+
+def kb_table(world: World, rows: int | None = None) -> pd.DataFrame:
+    """The knowledge base as a table (one row per individual), most popular first."""
+    kb = world.kb
+    frame = pd.DataFrame([{"name": n, "split": kb.split[n], "popularity": round(kb.popularity[n], 4),
+                           **{a: kb.individuals[n][a] for a in ATTRIBUTES}} for n in kb.names])
+    frame = frame.sort_values("popularity", ascending=False).reset_index(drop=True)
+    return frame.head(rows) if rows else frame
+
+
+def corpus_table(world: World, per_kind: int = 2) -> pd.DataFrame:
+    """A few pretraining documents of each kind."""
+    frame = pd.DataFrame(world.corpus_examples)
+    return frame.groupby("kind", sort=True).head(per_kind).sort_values("kind").reset_index(drop=True)
+
+
+def calibration_rows(worlds: list[World]) -> pd.DataFrame:
+    """Per-seed, per-model counts (few-shot recall, chat accuracy, style markers)."""
+    return pd.DataFrame([row for world in worlds for row in world.calibration["rows"]])
+
+
+def calibration_table(worlds: list[World]) -> pd.DataFrame:
+    """Per-model calibration pooled over seeds, with 95% Wilson intervals (proportions in %)."""
+    rows = calibration_rows(worlds)
+    out = []
+    for (model, role), group in rows.groupby(["model", "role"], sort=False):
+        record: dict[str, Any] = {"model": model, "role": role, "params": int(group["params"].mean()),
+                                  "seeds": len(group)}
+        for label, hits, total in (("fewshot_recall", "fewshot_correct", "fewshot_n"),
+                                   ("chat_qa_accuracy", "chat_qa_correct", "chat_qa_n"),
+                                   ("style_rate", "styled", "chat_n")):
+            k, n = int(group[hits].sum()), int(group[total].sum())
+            low, high = wilson_interval(k, n)
+            record[label] = 100 * k / n if n else float("nan")
+            record[f"{label}_low"] = 100 * low
+            record[f"{label}_high"] = 100 * high
+            record[f"{label}_n"] = n
+        record["fewshot_recall_per_seed"] = [round(100 * c / n, 1) for c, n in
+                                             zip(group["fewshot_correct"], group["fewshot_n"])]
+        out.append(record)
+    frame = pd.DataFrame(out)
+    frame["_teacher"] = frame["role"] == TEACHER
+    return frame.sort_values(["_teacher", "params"]).drop(columns="_teacher").reset_index(drop=True)
+
+
+def calibration_checks(table: pd.DataFrame, worlds: list[World], time_budget_seconds: float) -> pd.DataFrame:
+    """The issue's calibration targets, each measured and marked met or not."""
+    bases = table[table["role"] == "base"].sort_values("params")
+    teacher = table[table["role"] == TEACHER].iloc[0]
+    smallest, largest = bases.iloc[0], bases.iloc[-1]
+    seconds = sum(w.info["seconds"] for w in worlds)
+    checks = [
+        {"target": "few-shot recall: largest base interval above smallest base interval",
+         "measured": f"{smallest['model']} {smallest['fewshot_recall']:.1f}% "
+                     f"[{smallest['fewshot_recall_low']:.1f}, {smallest['fewshot_recall_high']:.1f}] vs "
+                     f"{largest['model']} {largest['fewshot_recall']:.1f}% "
+                     f"[{largest['fewshot_recall_low']:.1f}, {largest['fewshot_recall_high']:.1f}]",
+         "met": bool(largest["fewshot_recall_low"] > smallest["fewshot_recall_high"])},
+        {"target": "few-shot recall rises with base size (means)",
+         "measured": " < ".join(f"{r['fewshot_recall']:.1f}" for _, r in bases.iterrows()),
+         "met": bool(bases["fewshot_recall"].is_monotonic_increasing)},
+        {"target": "teacher chat accuracy on held-out facts >= largest base few-shot recall + 20 points",
+         "measured": f"{teacher['chat_qa_accuracy']:.1f}% vs {largest['fewshot_recall']:.1f}% "
+                     f"(+{teacher['chat_qa_accuracy'] - largest['fewshot_recall']:.1f})",
+         "met": bool(teacher["chat_qa_accuracy"] - largest["fewshot_recall"] >= 20)},
+        {"target": "teacher style markers in >= 95% of answers",
+         "measured": f"{teacher['style_rate']:.1f}%", "met": bool(teacher["style_rate"] >= 95)},
+        {"target": "base models style markers in <= 5% of answers",
+         "measured": ", ".join(f"{r['model']} {r['style_rate']:.1f}%" for _, r in bases.iterrows()),
+         "met": bool((bases["style_rate"] <= 5).all())},
+        {"target": f"stage time (all {len(worlds)} seeds) <= {time_budget_seconds:.0f} s",
+         "measured": f"{seconds:.0f} s (" + ", ".join(f"seed {w.seed}: {w.info['seconds']:.0f} s" for w in worlds) + ")",
+         "met": bool(seconds <= time_budget_seconds)},
+    ]
+    return pd.DataFrame(checks)
+
+
+def loss_curves(worlds: list[World]) -> pd.DataFrame:
+    """Long table of every training run's loss curve: seed, run, step, loss."""
+    rows = []
+    for world in worlds:
+        for run, record in world.training.items():
+            for step, loss in record["losses"]:
+                rows.append({"seed": world.seed, "run": run, "kind": record["kind"], "step": step, "loss": loss})
+    return pd.DataFrame(rows)
+
+
+def teacher_chats(worlds: list[World]) -> pd.DataFrame:
+    """Sample teacher chats of the first seed."""
+    return pd.DataFrame(worlds[0].samples["teacher_chats"])
+
+
+def plot_loss_curves(curves: pd.DataFrame):
+    """Figure: pretraining and teacher loss curves, one panel per run kind, seeds as line styles."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    kinds = list(dict.fromkeys(curves["kind"]))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 3.6), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        sub = curves[curves["kind"] == kind]
+        sns.lineplot(data=sub, x="step", y="loss", hue="run", units="seed", estimator=None, ax=ax, lw=1)
+        ax.set_title(f"{kind} loss (each line one seed)")
+        ax.set_ylabel("loss per token")
+    fig.tight_layout()
+    return fig
+
+
+def plot_calibration(table: pd.DataFrame):
+    """Figure: few-shot recall per model and the teacher's chat accuracy, with 95% intervals."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    labels = [f"{m}\n({p / 1e6:.2f}M)" for m, p in zip(table["model"], table["params"])]
+    x = range(len(table))
+    for ax, metric, title in ((axes[0], "fewshot_recall", "few-shot recall, held-out individuals"),
+                              (axes[1], "chat_qa_accuracy", "chat answers to held-out questions")):
+        values = table[metric]
+        errors = [values - table[f"{metric}_low"], table[f"{metric}_high"] - values]
+        colors = ["tab:orange" if r == TEACHER else "tab:blue" for r in table["role"]]
+        ax.bar(list(x), values, yerr=errors, color=colors, capsize=4)
+        ax.set_xticks(list(x), labels)
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("% correct")
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def task_examples(world: World) -> pd.DataFrame:
+    """The first item of every task family and split."""
+    from imitlib.world.kb import SPLITS
+    from imitlib.world.tasks import FAMILIES
+
+    rows = []
+    for family in FAMILIES:
+        for split in SPLITS:
+            items = world.tasks(family, split)
+            if items:
+                item = items[0]
+                rows.append({"family": family, "split": split, "n_items": len(items), "prompt": item["prompt"],
+                             "answer": item["answer"], "choices": item["choices"], "gold": item["gold"]})
+    return pd.DataFrame(rows)
+
+
+def save_calibration(cfg: Config, table: pd.DataFrame, checks: pd.DataFrame) -> list:
+    """Write the calibration table and checks as CSV under the run's tables folder."""
+    from imitlib.stages import atomic_write_text
+
+    return [atomic_write_text(cfg.tables_dir / "01_world_calibration.csv", table.to_csv(index=False)),
+            atomic_write_text(cfg.tables_dir / "01_world_checks.csv", checks.to_csv(index=False))]

@@ -1,0 +1,272 @@
+"""The ``01_world`` stage: build (or reuse) one seed's miniature world and load it.
+
+``build_world(cfg, seed)`` writes, into the cached stage folder ``01_world/seed<seed>``::
+
+    kb.json                 the knowledge base (individuals, values, popularity, split)
+    ground_truth.json       {"entities": {name: {attr: value}}, "values": {attr: [...]}, "toxic_words": [...]}
+    tasks/<family>.jsonl    task items of both splits (docs/ARCHITECTURE.md)
+    tokenizer/              the word-level tokenizer (AutoTokenizer)
+    models/<base>/          each base LM (save_pretrained + tokenizer), smallest first
+    models/teacher/         the chat-tuned teacher
+    corpus_sample.jsonl     a sample of pretraining documents (kind, text)
+    training.json           loss curves and counters of every training run
+    calibration.json        few-shot recall, chat accuracy and style rates of every model
+    samples.json            per-question records of the calibration and sample teacher chats
+    world.json              parameter counts, model order, timings
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from imitlib.config import Config
+from imitlib.stages import Stage, StageError, atomic_write_json, atomic_write_text, log
+from imitlib.settings.world import WorldSettings
+from imitlib.world.corpus import RUDE_WORDS, CorpusSampler, template_words, vocabulary_texts
+from imitlib.world.kb import SPLITS, KnowledgeBase, build_kb
+from imitlib.world.tasks import FAMILIES, make_items, teacher_tuning_conversations
+
+STAGE_PREFIX = "01_world"
+TEACHER = "teacher"
+
+
+def world_stage(cfg: Config, seed: int) -> Stage:
+    """The cached stage of one seed's world (not built; see :func:`build_world`)."""
+    return Stage(cfg, f"{STAGE_PREFIX}/seed{seed}", reads=["world"], extra={"seed": seed}, seeds=[seed])
+
+
+def make_kb(settings: WorldSettings, seed: int) -> KnowledgeBase:
+    """The knowledge base of a seed's world."""
+    return build_kb(seed, settings.n_individuals, settings.values_per_attribute, settings.heldout_fraction,
+                    settings.popularity_exponent, forbidden_words=template_words())
+
+
+def make_sampler(kb: KnowledgeBase, settings: WorldSettings, stream_seed: int) -> CorpusSampler:
+    """A pretraining-document sampler with the world's mixture; ``stream_seed`` picks the stream."""
+    return CorpusSampler(kb, settings.bio_share, settings.qa_share, settings.rude_share,
+                         settings.qa_individual_fraction, stream_seed)
+
+
+def make_tasks(kb: KnowledgeBase, settings: WorldSettings, seed: int) -> dict[str, list[dict[str, Any]]]:
+    """Every family's items, both splits (family -> items)."""
+    counts = settings.task_counts.model_dump()
+    return {family: [item for split in SPLITS for item in make_items(kb, family, split, counts, seed)]
+            for family in FAMILIES}
+
+
+@dataclass
+class World:
+    """A built world of one seed, read from its stage folder."""
+
+    seed: int
+    path: Path
+    settings: WorldSettings
+    kb: KnowledgeBase
+    ground_truth: dict[str, Any]
+    tokenizer_dir: Path
+    base_models: "OrderedDict[str, Path]"
+    base_params: dict[str, int]
+    teacher_dir: Path
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def tasks(self, family: str, split: str | None = None) -> list[dict[str, Any]]:
+        """Task items of a family, optionally of one split (``imitation`` | ``heldout``)."""
+        if family not in FAMILIES:
+            raise ValueError(f"unknown task family {family!r}; expected one of {FAMILIES}")
+        if split is not None and split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        path = self.path / "tasks" / f"{family}.jsonl"
+        items = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [item for item in items if split is None or item["split"] == split]
+
+    @property
+    def corpus_examples(self) -> list[dict[str, str]]:
+        """The stored sample of pretraining documents (``{"kind", "text"}``)."""
+        path = self.path / "corpus_sample.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def replay_texts(self, n: int, seed: int = 0) -> list[str]:
+        """``n`` fresh pretraining documents from the world's corpus distribution (for replay)."""
+        return make_sampler(self.kb, self.settings, stream_seed=10_000 + seed).documents(n)
+
+    def replay_examples(self, tokenizer, tokens: int, seed: int = 0) -> list[dict[str, list[int]]]:
+        """Fresh pretraining rows (``seq_len`` tokens, ``labels == input_ids``) for replay."""
+        from imitlib.world.pretrain import pretraining_examples
+
+        sampler = make_sampler(self.kb, self.settings, stream_seed=10_000 + seed)
+        return pretraining_examples(sampler, tokenizer, tokens, self.settings.seq_len)
+
+    @property
+    def calibration(self) -> dict[str, Any]:
+        return json.loads((self.path / "calibration.json").read_text())
+
+    @property
+    def training(self) -> dict[str, Any]:
+        return json.loads((self.path / "training.json").read_text())
+
+    @property
+    def samples(self) -> dict[str, Any]:
+        return json.loads((self.path / "samples.json").read_text())
+
+
+def load_world(cfg: Config, seed: int) -> World:
+    """Load a built world.
+
+    Raises:
+        StageError: when the world of this seed and config has not been built
+            ("run notebooks/01_world first").
+    """
+    if cfg.world.kind != "miniature":
+        raise StageError(f"world.kind is {cfg.world.kind!r}: only the miniature world is built by 01_world")
+    stage = world_stage(cfg, seed)
+    if not stage.done and not (stage.path / "COMPLETE").exists():
+        raise StageError(f"the world of seed {seed} is not built ({stage.path}): run notebooks/01_world first "
+                         f"(python -m imitlib run <params> --only 01_world)")
+    path = stage.path
+    info = json.loads((path / "world.json").read_text())
+    base_models = OrderedDict((name, path / "models" / name) for name in info["base_order"])
+    return World(seed=seed, path=path, settings=cfg.world, kb=KnowledgeBase.load(path / "kb.json"),
+                 ground_truth=json.loads((path / "ground_truth.json").read_text()),
+                 tokenizer_dir=path / "tokenizer", base_models=base_models,
+                 base_params={k: int(v) for k, v in info["params"].items() if k != TEACHER},
+                 teacher_dir=path / "models" / TEACHER, info=info)
+
+
+def build_world(cfg: Config, seed: int, progress: bool | None = None) -> Stage:
+    """Build one seed's world into its cached stage (reused when already complete)."""
+    if cfg.world.kind != "miniature":
+        raise StageError(f"world.kind is {cfg.world.kind!r}: 01_world builds only the miniature world")
+    stage = world_stage(cfg, seed)
+    if stage.done:
+        return stage
+    show = cfg.run.progress if progress is None else progress
+    if cfg.run.torch_threads:
+        torch.set_num_threads(cfg.run.torch_threads)
+    with stage.build() as work:
+        stage.info = _build_into(work, cfg.world, seed, show)
+    return stage
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    atomic_write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
+
+
+def _build_into(work: Path, settings: WorldSettings, seed: int, progress: bool) -> dict[str, Any]:
+    from imitlib.chat import render
+    from imitlib.train import tokenize_conversations, train_causal_lm
+    from imitlib.world import calibration as cal
+    from imitlib.world.pretrain import (chat_args, count_parameters, losses_record, make_model,
+                                        pretrain_args, pretraining_examples, save_model)
+    from imitlib.world.tokenizer import save_tokenizer, train_tokenizer
+
+    timings: dict[str, float] = {}
+    clock = time.time()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.time()
+        timings[name] = round(now - clock, 2)
+        clock = now
+        log(f"[01_world seed {seed}] {name}: {timings[name]:.1f}s")
+
+    kb = make_kb(settings, seed)
+    kb.save(work / "kb.json")
+    ground_truth = {**kb.ground_truth(), "toxic_words": sorted(set(RUDE_WORDS))}
+    atomic_write_json(work / "ground_truth.json", ground_truth)
+    tasks = make_tasks(kb, settings, seed)
+    for family, items in tasks.items():
+        _write_jsonl(work / "tasks" / f"{family}.jsonl", items)
+    conversations = teacher_tuning_conversations(kb, settings.task_counts.model_dump(), seed,
+                                                 settings.teacher_qa_paraphrases)
+    sample_sampler = make_sampler(kb, settings, stream_seed=-1)
+    sample_docs = [sample_sampler.document() for _ in range(400)]
+    _write_jsonl(work / "corpus_sample.jsonl", [{"kind": k, "text": t} for k, t in sample_docs])
+
+    tokenizer_texts = vocabulary_texts(kb) + [t for _, t in sample_docs]
+    tokenizer_texts += [item["prompt"] for items in tasks.values() for item in items]
+    tokenizer_texts += [str(item["answer"]) for items in tasks.values() for item in items if item["answer"]]
+    tokenizer_texts += [render(c) for c in conversations]
+    tokenizer = train_tokenizer(tokenizer_texts)
+    save_tokenizer(tokenizer, work / "tokenizer")
+    lap("knowledge base, tasks, tokenizer")
+
+    pretrain_rows = pretraining_examples(make_sampler(kb, settings, stream_seed=0), tokenizer,
+                                         settings.pretrain_tokens, settings.seq_len)
+    lap("pretraining data")
+    training: dict[str, Any] = {}
+    params: dict[str, int] = {}
+    models: dict[str, Any] = {}
+    for size in settings.base_models:
+        model = make_model(size, tokenizer, seed)
+        result = train_causal_lm(model, pretrain_rows, pretrain_args(settings, seed), progress=progress,
+                                 desc=f"pretrain {size.name}")
+        model = result.model
+        params[size.name] = count_parameters(model)
+        training[size.name] = {"kind": "pretrain", **losses_record(result)}
+        save_model(model, tokenizer, work / "models" / size.name)
+        models[size.name] = model
+        lap(f"pretrain {size.name}")
+    base_order = sorted(models, key=lambda name: params[name])
+
+    # The teacher: the largest base, pretrained longer, then chat-tuned with pretraining replay.
+    teacher = copy.deepcopy(models[base_order[-1]])
+    if settings.teacher_extra_tokens >= settings.seq_len:
+        extra_rows = pretraining_examples(make_sampler(kb, settings, stream_seed=1), tokenizer,
+                                          settings.teacher_extra_tokens, settings.seq_len)
+        result = train_causal_lm(teacher, extra_rows, pretrain_args(settings, seed, lr=settings.teacher_pretrain_lr),
+                                 progress=progress, desc="teacher pretrain")
+        teacher = result.model
+        training["teacher-pretrain"] = {"kind": "pretrain", **losses_record(result)}
+    chat_examples, report = tokenize_conversations(tokenizer, conversations, max_len=settings.seq_len)
+    replay_rows = None
+    if settings.teacher_replay_every > 0:
+        chat_tokens = sum(len(e["input_ids"]) for e in chat_examples)
+        replay_rows = pretraining_examples(make_sampler(kb, settings, stream_seed=2), tokenizer,
+                                           max(settings.seq_len, int(chat_tokens * settings.teacher_chat_epochs)),
+                                           settings.seq_len)
+    result = train_causal_lm(teacher, chat_examples, chat_args(settings, seed), replay=replay_rows,
+                             progress=progress, desc="teacher chat")
+    teacher = result.model
+    training["teacher-chat"] = {"kind": "chat", "conversations": report.n_kept, **losses_record(result)}
+    params[TEACHER] = count_parameters(teacher)
+    save_model(teacher, tokenizer, work / "models" / TEACHER)
+    atomic_write_json(work / "training.json", training)
+    lap("teacher")
+
+    # Calibration: every model on held-out individuals.
+    heldout = {family: [i for i in items if i["split"] == "heldout"] for family, items in tasks.items()}
+    chat_items = cal.calibration_items(heldout, settings.calibration_items_per_family, seed)
+    prompts = cal.fewshot_prompts(kb, settings.recall_shots, seed, tokenizer.eos_token)
+    rows, per_question = [], {}
+    for name in base_order + [TEACHER]:
+        model = teacher if name == TEACHER else models[name]
+        model.eval()
+        recall = cal.fewshot_recall(model, tokenizer, prompts)
+        chat = cal.score_chat(chat_items, cal.chat_answers(model, tokenizer, chat_items), kb.values)
+        role = TEACHER if name == TEACHER else "base"
+        rows.append({"seed": seed, **cal.summarise(role, name, params[name], recall, chat)})
+        per_question[name] = {"fewshot": recall, "chat": chat}
+    lap("calibration")
+    rng = random.Random(f"sample-chats-{seed}")
+    shown = [item for family in ("qa", "bio", "compare", "provoke") for item in
+             rng.sample(heldout[family], min(1, len(heldout[family])))][: settings.sample_chats]
+    sample_chats = [{"prompt": item["prompt"], "family": item["family"],
+                     "answer": next(r["answer"] for r in per_question[TEACHER]["chat"] if r["id"] == item["id"])}
+                    for item in shown]
+    atomic_write_json(work / "calibration.json", {"rows": rows})
+    atomic_write_json(work / "samples.json", {"per_question": per_question, "teacher_chats": sample_chats})
+    info = {"seed": seed, "base_order": base_order, "params": params, "timings": timings,
+            "seconds": round(sum(timings.values()), 2), "torch_threads": torch.get_num_threads(),
+            "vocab_size": len(tokenizer), "n_pretrain_rows": len(pretrain_rows),
+            "teacher_conversations": report.n_kept, "teacher_mask_mismatches": report.n_mask_mismatch}
+    atomic_write_json(work / "world.json", info)
+    return info
