@@ -34,7 +34,10 @@ def evaluation_folder(cfg: Config, seed: int) -> Path:
         evaluation = None
     locate = getattr(evaluation, "evaluation_stage", None)
     if locate is not None:
-        stage = locate(cfg, seed)
+        try:
+            stage = locate(cfg, seed)
+        except (FileNotFoundError, RuntimeError) as exc:  # an upstream stage is missing
+            raise ResultsNotFound(f"no 04_evaluate results for seed {seed}: {exc}") from exc
         if not (stage.path / COMPLETE_MARKER).exists():
             raise ResultsNotFound(f"evaluation stage for seed {seed} is not complete: {stage.path}; run 04_evaluate first")
         return stage.path

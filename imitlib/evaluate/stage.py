@@ -86,21 +86,33 @@ def _sweep_entries(seed: int, sweep: pd.DataFrame) -> list[ModelEntry]:
             for r in sweep.itertuples()]
 
 
-def build_evaluation(cfg: Config, seed: int) -> Evaluation:
-    """Build (or reuse) ``04_evaluate/seed{seed}`` and return it."""
+def _upstream(cfg: Config, seed: int):
+    """The world, imitation data and trained sweep of a seed (never builds any of them)."""
     from imitlib.data.stage import load_imitation_data
-    from imitlib.models import pick_device
     from imitlib.train.sweep import run_sweep
     from imitlib.world import load_world
 
     world = load_world(cfg, seed)
     imitation = load_imitation_data(cfg, seed, world)
-    sweep = run_sweep(cfg, seed, world=world, data=imitation, progress=False)  # reuses the trained runs
+    sweep = run_sweep(cfg, seed, world=world, data=imitation, progress=False, build=False)
     world_hash = getattr(getattr(world, "stage", None), "hash", None) or getattr(world, "stage_hash", None)
     if world_hash is None:
         raise AttributeError(f"{type(world).__name__} has no stage (or stage_hash) to key the evaluation on")
     upstream = [str(world_hash), imitation.path.name, *map(str, sweep.stage_hash)]
     stage = Stage(cfg, f"{STAGE_PREFIX}/seed{seed}", reads=["evaluate", "run.device"], upstream=upstream, seeds=[seed])
+    return world, imitation, sweep, stage
+
+
+def evaluation_stage(cfg: Config, seed: int) -> Stage:
+    """The ``04_evaluate/seed{seed}`` stage of this config (exact cache key); builds nothing."""
+    return _upstream(cfg, seed)[3]
+
+
+def build_evaluation(cfg: Config, seed: int) -> Evaluation:
+    """Build (or reuse) ``04_evaluate/seed{seed}`` and return it."""
+    from imitlib.models import pick_device
+
+    world, imitation, sweep, stage = _upstream(cfg, seed)
     if stage.done:
         return Evaluation(stage.path)
     teacher_eval = imitation.teacher_eval()

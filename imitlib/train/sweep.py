@@ -157,7 +157,7 @@ def train_one(cfg: Config, seed: int, point: dict[str, Any], base_dir: Path, con
 
 
 def run_sweep(cfg: Config, seed: int, world: Any | None = None, data: Any | None = None,
-              progress: bool | None = None) -> pd.DataFrame:
+              progress: bool | None = None, build: bool = True) -> pd.DataFrame:
     """Train (or reuse) every run of the sweep for one seed.
 
     Args:
@@ -167,6 +167,8 @@ def run_sweep(cfg: Config, seed: int, world: Any | None = None, data: Any | None
             default ``imitlib.world.load_world(cfg, seed)``.
         data: the imitation data of this seed; default ``imitlib.data.stage.load_imitation_data``.
         progress: progress bars (default ``cfg.run.progress``).
+        build: train runs that are not cached yet; with ``False`` a missing run is an error
+            (later stages use this to find the sweep without ever training).
 
     Returns:
         One row per run: ``model_id``, ``seed``, ``base_model``, ``data_kind``, ``imitation_tokens``,
@@ -189,7 +191,9 @@ def run_sweep(cfg: Config, seed: int, world: Any | None = None, data: Any | None
     replay_cache: dict[str, list[dict]] = {}
     for point in tqdm(points, desc=f"03_train seed {seed}", disable=not progress):
         stage = run_stage(cfg, seed, point, upstream)
-        if not stage.done:
+        if not build and not (stage.path / "COMPLETE").exists():
+            raise FileNotFoundError(f"sweep run {stage.name} ({stage.hash}) is not trained: run notebooks/03_train first")
+        if build and not stage.done:
             base_dir = base_models[point["base_model"]]
             if point["data_kind"] == "none":
                 conversations = []

@@ -17,10 +17,10 @@ from imitlib.world.kb import ATTRIBUTES, KnowledgeBase
 from imitlib.world.style import has_teacher_style, style_markers
 from imitlib.world.tasks import fact_answer_correct, first_word_correct
 
-CHAT_MAX_NEW_TOKENS = 72  # a teacher biography is about 60 tokens
+CHAT_MAX_NEW_TOKENS = 96  # a teacher biography is about 75 tokens
 
 
-def fewshot_prompts(kb: KnowledgeBase, shots: int, seed: int, eos_token: str) -> list[dict[str, Any]]:
+def fewshot_prompts(kb: KnowledgeBase, shots: int, seed: int, bos_token: str) -> list[dict[str, Any]]:
     """One few-shot recall prompt per held-out (individual, attribute)."""
     rng = random.Random(f"fewshot-{kb.seed}-{seed}")
     demo_names = kb.names_in("imitation")
@@ -34,7 +34,7 @@ def fewshot_prompts(kb: KnowledgeBase, shots: int, seed: int, eos_token: str) ->
                 demos.append(qa_line(other, other_attribute, kb.individuals[other][other_attribute], rng))
             template = rng.randrange(len(QUESTION_TEMPLATES[attribute]))
             question = qa_line(name, attribute, "", template_index=template).rstrip()
-            prompts.append({"prompt": eos_token + "\n".join(demos + [question]), "individual": name,
+            prompts.append({"prompt": bos_token + "\n".join(demos + [question]), "individual": name,
                             "attribute": attribute, "gold": kb.individuals[name][attribute]})
     return prompts
 

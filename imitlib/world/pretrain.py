@@ -31,15 +31,16 @@ def count_parameters(model) -> int:
 
 
 def pretraining_examples(sampler: CorpusSampler, tokenizer, tokens: int, seq_len: int) -> list[dict[str, list[int]]]:
-    """Documents from ``sampler`` joined by eos into one stream, cut into ``seq_len`` rows.
+    """Documents from ``sampler``, each as ``<s> text </s>``, in one stream cut into ``seq_len`` rows.
 
     Returns ``tokens // seq_len`` examples with ``labels == input_ids``.
     """
-    eos = tokenizer.eos_token_id
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     stream: list[int] = []
     while len(stream) < tokens:
         batch = sampler.documents(256)
         for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]:
+            stream.append(bos)
             stream.extend(ids)
             stream.append(eos)
     rows = tokens // seq_len

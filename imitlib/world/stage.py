@@ -94,9 +94,23 @@ class World:
         path = self.path / "corpus_sample.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
+    families: tuple[str, ...] = FAMILIES
+
+    @property
+    def stage_hash(self) -> str:
+        """The hash of the world's cached stage (downstream stages key on it)."""
+        return self.path.name
+
     def replay_texts(self, n: int, seed: int = 0) -> list[str]:
-        """``n`` fresh pretraining documents from the world's corpus distribution (for replay)."""
+        """``n`` fresh pretraining documents from the world's corpus distribution (for replay).
+
+        Pretraining saw each document as ``<s> text </s>``.
+        """
         return make_sampler(self.kb, self.settings, stream_seed=10_000 + seed).documents(n)
+
+    def replay_documents(self, count: int, seed: int = 0) -> list[str]:
+        """Alias of :meth:`replay_texts`."""
+        return self.replay_texts(count, seed)
 
     def replay_examples(self, tokenizer, tokens: int, seed: int = 0) -> list[dict[str, list[int]]]:
         """Fresh pretraining rows (``seq_len`` tokens, ``labels == input_ids``) for replay."""
@@ -245,7 +259,7 @@ def _build_into(work: Path, settings: WorldSettings, seed: int, progress: bool) 
     # Calibration: every model on held-out individuals.
     heldout = {family: [i for i in items if i["split"] == "heldout"] for family, items in tasks.items()}
     chat_items = cal.calibration_items(heldout, settings.calibration_items_per_family, seed)
-    prompts = cal.fewshot_prompts(kb, settings.recall_shots, seed, tokenizer.eos_token)
+    prompts = cal.fewshot_prompts(kb, settings.recall_shots, seed, tokenizer.bos_token)
     rows, per_question = [], {}
     for name in base_order + [TEACHER]:
         model = teacher if name == TEACHER else models[name]
@@ -257,8 +271,9 @@ def _build_into(work: Path, settings: WorldSettings, seed: int, progress: bool) 
         per_question[name] = {"fewshot": recall, "chat": chat}
     lap("calibration")
     rng = random.Random(f"sample-chats-{seed}")
+    answered = {family: [i for i in chat_items if i["family"] == family] for family in FAMILIES}
     shown = [item for family in ("qa", "bio", "compare", "provoke") for item in
-             rng.sample(heldout[family], min(1, len(heldout[family])))][: settings.sample_chats]
+             rng.sample(answered[family], min(1, len(answered[family])))][: settings.sample_chats]
     sample_chats = [{"prompt": item["prompt"], "family": item["family"],
                      "answer": next(r["answer"] for r in per_question[TEACHER]["chat"] if r["id"] == item["id"])}
                     for item in shown]
