@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from IPython.core.inputtransformer2 import TransformerManager
 
 from imitlib.config import PROJECT_ROOT, load
 from imitlib.pipeline import execute_notebook, notebooks
@@ -41,7 +42,8 @@ def test_notebook_is_committed_clean(path: Path) -> None:
         names |= {t.id for t in node.targets}
     assert names == {"params_files", "overrides", "run_name"}
     for cell in code:
-        for node in ast.walk(ast.parse(cell.source)):
+        source = TransformerManager().transform_cell(cell.source)  # IPython magics → plain Python
+        for node in ast.walk(ast.parse(source)):
             assert not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)), (
                 f"{path.name}: function/class definitions belong in imitlib"
             )

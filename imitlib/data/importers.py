@@ -26,16 +26,23 @@ class ImportFormatError(ValueError):
     """A conversation file does not match its format; the message names the file and line."""
 
 
+def _shown(value: str, limit: int = 60) -> str:
+    """``repr`` of a value from the file, cut short so a huge field cannot flood the error message."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"... ({len(value)} characters)"
+
+
 def _line_of(text: str, position: int) -> int:
     return text.count("\n", 0, position) + 1
 
 
 def _json_array(path: Path) -> Iterator[tuple[int, Any]]:
     """(line, element) for each element of a top-level JSON array, parsed element by element."""
+    raw = path.read_bytes()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ImportFormatError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ImportFormatError(f"{path}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     decoder = json.JSONDecoder()
     position = len(text) - len(text.lstrip())
     if position >= len(text) or text[position] != "[":
@@ -125,7 +132,7 @@ def import_sharegpt(path: str | Path) -> list[dict[str, Any]]:
             value = _require(turn, "value", str, f"{where}: turn {position}")
             role = ROLE_ALIASES.get(speaker.lower())
             if role is None:
-                raise ImportFormatError(f"{where}: turn {position}: unknown speaker {speaker!r}")
+                raise ImportFormatError(f"{where}: turn {position}: unknown speaker {_shown(speaker)}")
             messages.append({"role": role, "content": value})
         cid = str(record.get("id", f"{path.stem}-{line}"))
         out.append({"id": cid, "source": f"sharegpt:{path.name}", "messages": _check_messages(messages, where)})
@@ -179,7 +186,7 @@ def import_messages(path: str | Path) -> list[dict[str, Any]]:
             role = _require(message, "role", str, f"{where}: message {position}")
             content = _require(message, "content", str, f"{where}: message {position}")
             if role not in ("system", "user", "assistant"):
-                raise ImportFormatError(f"{where}: message {position}: unknown role {role!r}")
+                raise ImportFormatError(f"{where}: message {position}: unknown role {_shown(role)}")
             messages.append({"role": role, "content": content})
         cid = str(record.get("id", f"{path.stem}-{line}"))
         out.append({"id": cid, "source": f"messages:{path.name}", "messages": _check_messages(messages, where)})

@@ -35,6 +35,8 @@ class TrainSettings(Section):
     base_models: list[str] = Field(default_factory=list)
     data_kinds: list[Literal["broad", "task"]] = Field(default_factory=lambda: ["broad", "task"], min_length=1)
     token_budgets: list[int] = Field(default_factory=list)
+    curve_base_models: list[str] = Field(default_factory=list)
+    curve_data_kinds: list[Literal["broad", "task"]] = Field(default_factory=list)
     bf16: bool = False
     gradient_checkpointing: bool = False
     accelerate_config: Literal["cpu", "single_gpu", "ddp", "fsdp", "deepspeed_zero3"] | None = None

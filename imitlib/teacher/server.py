@@ -159,6 +159,34 @@ def _error(status: int, message: str, kind: str = "invalid_request_error", code:
                         content={"error": {"message": message, "type": kind, "param": param, "code": code}})
 
 
+class _BodyLimit:
+    """ASGI middleware: a body that grows past ``limit`` bytes while being received (one sent without
+    Content-Length, in chunks) ends the request with a 413 instead of being read whole."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    from starlette.exceptions import HTTPException
+
+                    raise HTTPException(413, f"request body exceeds {self.limit} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
 def create_app(teacher: LocalTeacher, model_name: str | None = None, max_batch: int = 16,
                max_request_bytes: int = MAX_REQUEST_BYTES):
     """A FastAPI app serving ``teacher``; ``app.state.engine`` counts answered requests."""
@@ -175,6 +203,7 @@ def create_app(teacher: LocalTeacher, model_name: str | None = None, max_batch: 
         engine.close()
 
     app = FastAPI(title="imitlib teacher", lifespan=lifespan)
+    app.add_middleware(_BodyLimit, limit=max_request_bytes)
     app.state.engine = engine
     app.state.model_name = name
     app.state.requests = 0
@@ -203,7 +232,8 @@ def create_app(teacher: LocalTeacher, model_name: str | None = None, max_batch: 
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        return _error(exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404 else None)
+        code = {404: "not_found", 413: "request_too_large"}.get(exc.status_code)
+        return _error(exc.status_code, str(exc.detail), code=code)
 
     @app.get("/v1/models")
     async def models():

@@ -85,12 +85,23 @@ def replay_examples(world: Any, tokenizer, replay_tokens: int, seq_len: int, see
 
 
 def sweep_points(cfg: Config, base_names: list[str], data: Any) -> list[dict[str, Any]]:
-    """Every (base, kind, budget) run of the sweep, plus replay-only controls."""
+    """Every (base, kind, budget) run of the sweep, plus replay-only controls.
+
+    Base models in ``train.curve_base_models`` (all when empty) are trained at every budget of the
+    kinds in ``train.curve_data_kinds`` (all when empty); every other (base, kind) pair only at that
+    kind's largest budget — the paper's own design (curves over imitation amount for one base,
+    a fixed amount across base sizes).
+    """
     points = []
     wanted_bases = cfg.train.base_models or base_names
     unknown = sorted(set(wanted_bases) - set(base_names))
     if unknown:
         raise ValueError(f"train.base_models names {unknown} that the world does not have; it has {base_names}")
+    curve_bases = cfg.train.curve_base_models or wanted_bases
+    unknown = sorted(set(curve_bases) - set(base_names))
+    if unknown:
+        raise ValueError(f"train.curve_base_models names {unknown} that the world does not have; it has {base_names}")
+    curve_kinds = cfg.train.curve_data_kinds or cfg.train.data_kinds
     for base in wanted_bases:
         if cfg.train.replay_tokens > 0 and cfg.train.replay_control:
             points.append({"base_model": base, "data_kind": "none", "imitation_tokens": 0})
@@ -100,6 +111,10 @@ def sweep_points(cfg: Config, base_names: list[str], data: Any) -> list[dict[str
             missing = sorted(set(budgets) - set(filled))
             if missing:
                 raise ValueError(f"train.token_budgets {missing} are not filled budgets of {kind!r} data ({filled})")
+            if not budgets:
+                raise ValueError(f"no filled token budget of {kind!r} imitation data to train on")
+            if base not in curve_bases or kind not in curve_kinds:
+                budgets = [max(budgets)]
             for budget in budgets:
                 points.append({"base_model": base, "data_kind": kind, "imitation_tokens": int(budget)})
     return points
