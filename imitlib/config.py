@@ -301,7 +301,13 @@ def _describe(exc: ValidationError, origin: dict[tuple, str]) -> str:
             line = _line_of(Path(source), loc)
             if line:
                 where = f"{source}:{line}"
-        lines.append(f"{where}: {'.'.join(loc) or '<root>'}: {err['msg']} (got {err.get('input')!r})")
+        given = err.get("input")
+        if any("key" in part.lower() for part in loc):
+            shown = "<not shown: may be a secret>"
+        else:
+            shown = repr(given)
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        lines.append(f"{where}: {'.'.join(loc) or '<root>'}: {err['msg']} (got {shown})")
     return "invalid params:\n  " + "\n  ".join(lines)
 
 

@@ -19,10 +19,10 @@ NOTEBOOKS = notebooks()
 
 # Files (globs, relative to outputs/<run>/) each notebook must write, besides its executed copy.
 EXPECTED_OUTPUTS: dict[str, list[str]] = {
-    "01_world": ["figures/01_*.png", "stages/01_world/*/COMPLETE"],
-    "02_imitation_data": ["figures/02_*.png", "stages/02_imitation_data/*/COMPLETE"],
+    "01_world": ["figures/01_*.png", "stages/01_world/**/COMPLETE"],
+    "02_imitation_data": ["figures/02_*.png", "stages/02_imitation_data/**/COMPLETE"],
     "03_train": ["figures/03_*.png", "stages/03_train/**/COMPLETE"],
-    "04_evaluate": ["figures/04_*.png", "stages/04_evaluate/*/COMPLETE"],
+    "04_evaluate": ["figures/04_*.png", "stages/04_evaluate/**/COMPLETE"],
     "05_analysis": ["figures/05_*.png", "scorecard.md", "tables/*.csv"],
 }
 

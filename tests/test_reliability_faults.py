@@ -7,7 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "reliability"))
 from fault_endpoint import FAULT_KINDS, MODEL_NAME, conversations, expected_answer, fault_app, prompts  # noqa: E402
@@ -17,7 +16,7 @@ from imitlib.teacher import collect, open_teacher, sampling_from  # noqa: E402
 from imitlib.teacher.cache import CACHE_FILE, response_key  # noqa: E402
 from imitlib.teacher.server import serve_in_thread  # noqa: E402
 
-N_PROMPTS = 300
+N_PROMPTS = 240
 
 
 def _teacher_params(base_url: str, tmp_path: Path, **extra):

@@ -126,6 +126,7 @@ def test_sigkilled_stage_is_never_complete_and_is_redone_cleanly(tmp_path):
     else:
         assert markers == [] and not stage.path.exists()
 
+    killed_while_finalising_completed = stage.done
     lines, code = _run_and_kill(worker, lambda out: False)
     assert code == 0 and lines[-1] == "complete"
     stage, markers = _stage_state(tmp_path)
@@ -133,3 +134,6 @@ def test_sigkilled_stage_is_never_complete_and_is_redone_cleanly(tmp_path):
     assert sorted(stage.manifest()["files"]) == [f"part-{i:03d}.txt" for i in range(N_FILES)]
     assert stage.verify() == []
     assert [p.name for p in stage.path.parent.iterdir()] == [stage.hash]  # no partial or old folders left
+    print(f"\n[interrupt] stage SIGKILLed after {', '.join(kill_points)} and while finalising "
+          f"({'completed intact' if killed_while_finalising_completed else 'left incomplete'}): never marked "
+          f"complete with missing files; the clean rerun wrote {N_FILES} files")

@@ -82,8 +82,8 @@ def test_malformed_and_oversized_requests_get_a_json_4xx(server):
         "missing model": (httpx.post(url, json={"messages": GOOD["messages"]}), 400),
         "message without content": (httpx.post(url, json={**GOOD, "messages": [{"role": "user"}]}), 400),
         "unknown role": (httpx.post(url, json={**GOOD, "messages": [{"role": "wizard", "content": "hi"}]}), 400),
-        "ends with assistant": (httpx.post(url, json={**GOOD, "messages": [{"role": "user", "content": "a"},
-                                                                          {"role": "assistant", "content": "b"}]}), 400),
+        "ends with assistant": (httpx.post(url, json={**GOOD, "messages": [
+            {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}), 400),
         "content not a string": (httpx.post(url, json={**GOOD, "messages": [{"role": "user", "content": 7}]}), 400),
         "oversized body": (httpx.post(url, content=huge_message, headers=headers), 413),
         "oversized chunked body": (httpx.post(url, content=_chunked(huge_message), headers=headers), 413),

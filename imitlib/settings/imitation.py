@@ -34,8 +34,8 @@ class TeacherSettings(Section):
     def _env_name(cls, name: str) -> str:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise ValueError(
-                f"api_key_env must be the NAME of an environment variable (e.g. OPENAI_API_KEY), got {name!r};"
-                " never put the key itself in params"
+                "api_key_env must be the NAME of an environment variable (e.g. OPENAI_API_KEY), not a key"
+                " (the value given is not repeated here); never put the key itself in params"
             )
         return name
 
