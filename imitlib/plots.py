@@ -104,15 +104,15 @@ def figure1(preference: pd.DataFrame, benchmarks: pd.DataFrame, measure: str = "
     _versus_tokens(axes[0], pref, 100.0)
     axes[0].axhline(50, color="grey", linewidth=0.8, linestyle=":")
     axes[0].set_ylabel(f"rated {measure.replace('_', ' ')} vs teacher (%)")
-    axes[0].set_title("Imitation looks good to raters")
+    axes[0].set_title("Rater preference vs imitation amount")
     accuracy = benchmarks[benchmarks["metric"] == factual_metric]
     _versus_tokens(axes[1], accuracy, 100.0)
     _teacher_line(axes[1], accuracy[accuracy["role"] == "teacher"], 100.0)
     axes[1].set_ylabel(f"{factual_metric.removeprefix('acc:')} accuracy (%)")
-    axes[1].set_title("More imitation data: factuality flat")
+    axes[1].set_title("Factual accuracy vs imitation amount")
     _versus_size(axes[2], accuracy, 100.0)
     axes[2].set_ylabel(f"{factual_metric.removeprefix('acc:')} accuracy (%)")
-    axes[2].set_title("Larger base model: factuality rises")
+    axes[2].set_title("Factual accuracy vs base size")
     for ax in axes:
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -158,7 +158,7 @@ def style_factuality_scatter(style_factuality: pd.DataFrame) -> Figure:
     ax.legend(handles=handles, fontsize=8, title="base / data (marker size ∝ log tokens)", title_fontsize=8)
     ax.set_xlabel("style match with the teacher (%)")
     ax.set_ylabel("factual accuracy (%)")
-    ax.set_title("Style is copied, factuality is not")
+    ax.set_title("Style vs factuality of every model")
     fig.tight_layout()
     return fig
 

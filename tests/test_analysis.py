@@ -152,7 +152,10 @@ def test_validate_samples_names_the_file_and_columns():
 
 def test_scorecard_reproduced_when_the_effects_are_there():
     card = _scorecard(seeds=(0, 1, 2), n_items=40, task_gain=0.3)
-    assert card["verdict"].to_dict() == {c: "reproduced" for c in ("C1", "C1b", "C2", "C3", "C4", "C5", "C6")}
+    paper_claims = ("C1", "C1b", "C2", "C3", "C4", "C5", "C6")
+    assert card.loc[list(paper_claims), "verdict"].to_dict() == {c: "reproduced" for c in paper_claims}
+    # without replay-only controls the controlled rows have no data
+    assert card.loc["C2c", "verdict"] == card.loc["C4c", "verdict"] == "inconclusive"
     assert card.loc["C2", "value"] == pytest.approx(-0.10, abs=0.04)
     assert card.loc["C5", "value"] > 0.7
 
@@ -172,6 +175,21 @@ def test_scorecard_inconclusive_without_an_effect_or_data():
     assert card.loc["C3", "verdict"] == "inconclusive"
     assert card.loc["C4", "verdict"] == "inconclusive"
     assert "no task-specific" in card.loc["C4", "note"]
+
+
+def test_scorecard_compares_against_the_replay_only_control():
+    samples = make_samples(seeds=(0, 1, 2), n_items=40, task_gain=0.3)
+    base_rows = samples[samples["role"] == "base"]
+    control = base_rows.assign(role="imitation", data_kind="none", imitation_tokens=0,
+                               model_id=base_rows["model_id"] + "/control")
+    # the control (extra pretraining, no imitation) knows every qa fact
+    control.loc[control["task"] == "qa", "correct"] = 1.0
+    samples = pd.concat([samples, control], ignore_index=True)
+    store = metrics.compute_metrics(metrics.validate_samples(samples), n_resamples=200)
+    card = claims.scorecard(store, ClaimSettings()).set_index("claim")
+    assert card.loc["C4", "verdict"] == "reproduced"          # task imitation beats the plain base …
+    assert card.loc["C4c", "verdict"] == "not reproduced"     # … but not the matched replay-only control
+    assert card.loc["C2c", "value"] < card.loc["C2", "value"]
 
 
 def test_tables_and_outputs(tmp_path):

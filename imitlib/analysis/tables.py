@@ -61,6 +61,14 @@ def base_config(store: MetricStore, base_model: str) -> tuple | None:
     return None
 
 
+def control_config(store: MetricStore, base_model: str) -> tuple | None:
+    """The zero-imitation, replay-only control of a base model (same replay as every imitation run)."""
+    for config, _ in store.estimates:
+        if config[0] == "imitation" and config[1] == base_model and config[2] == "none":
+            return config
+    return None
+
+
 def imitation_configs(store: MetricStore, base_model: str, data_kind: str) -> list[tuple]:
     """Imitation configurations of one base model and data kind, by increasing token budget."""
     found = {c for c, _ in store.estimates if c[0] == "imitation" and c[1] == base_model and c[2] == data_kind}
