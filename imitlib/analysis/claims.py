@@ -120,32 +120,28 @@ def scorecard(store: MetricStore, rules: ClaimRules, preference_column: str = "p
         "change in that share from the smallest to the largest budget", c1b,
         rules.saturation_margin, "below", "pts", "flat from ~20M tokens (Fig. 1 left)", note)
 
-    # C2: broad imitation, benchmarks flat or lower
+    # C2: broad imitation, benchmarks flat or lower — against the base, and (C2c) against the
+    # replay-only control. With replay, every imitation run also sees extra pretraining; the control
+    # sees exactly that replay and no imitation, so C2c isolates the effect of the imitation data.
     tasks = _scored_tasks(store)
-    deltas = []
-    for name in names:
-        top = largest_imitation(store, name, "broad")
-        if top is None or base_config(store, name) is None:
-            continue
-        deltas += [_diff(store, store.get(top, t), store.get(base_config(store, name), t)) for t in tasks]
+
+    def broad_deltas(reference) -> list[Estimate]:
+        deltas = []
+        for name in names:
+            top, ref = largest_imitation(store, name, "broad"), reference(store, name)
+            if top is not None and ref is not None:
+                deltas += [_diff(store, store.get(top, t), store.get(ref, t)) for t in tasks]
+        return deltas
+
     add("C2", "More broad imitation leaves benchmarks flat or lower",
         f"accuracy(largest broad) − accuracy(base), mean over {len(names)} bases × {len(tasks)} tasks",
-        _mean_of(store, deltas), rules.flat_margin, "below", "pts", "NQ −7 (7B), −5 (13B) pts (Table 1)",
-        ", ".join(t.removeprefix("acc:") for t in tasks))
-
-    # C2c: the same against the replay-only control. With replay, every imitation run also sees extra
-    # pretraining; the control sees exactly that replay and no imitation, so the difference isolates
-    # the effect of the imitation data itself.
-    deltas = []
-    for name in names:
-        top = largest_imitation(store, name, "broad")
-        if top is None or control_config(store, name) is None:
-            continue
-        deltas += [_diff(store, store.get(top, t), store.get(control_config(store, name), t)) for t in tasks]
+        _mean_of(store, broad_deltas(base_config)), rules.flat_margin, "below", "pts",
+        "NQ −7 (7B), −5 (13B) pts (Table 1)", ", ".join(t.removeprefix("acc:") for t in tasks))
+    controlled = broad_deltas(control_config)
     add("C2c", "… and against the replay-only control (isolates the imitation data)",
         f"accuracy(largest broad) − accuracy(replay-only control), mean over bases × {len(tasks)} tasks",
-        _mean_of(store, deltas), rules.flat_margin, "below", "pts", "NQ −7 (7B), −5 (13B) pts (Table 1)",
-        "" if deltas else "no replay-only control in this run")
+        _mean_of(store, controlled), rules.flat_margin, "below", "pts", "NQ −7 (7B), −5 (13B) pts (Table 1)",
+        "" if controlled else "no replay-only control in this run")
 
     # C3: larger base raises benchmarks
     gains = []
