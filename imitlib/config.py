@@ -244,6 +244,8 @@ def load(
     Raises:
         ConfigError: naming the file (and line) and key path of the first problem found.
     """
+    if isinstance(files, (str, Path)):
+        files = [files]  # a single params file given as a plain string (e.g. papermill -p)
     paths = [_resolve(f) for f in files]
     if not paths or paths[0].resolve() != BASE_PARAMS.resolve():
         paths = [BASE_PARAMS] + [p for p in paths if p.resolve() != BASE_PARAMS.resolve()]

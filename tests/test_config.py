@@ -120,3 +120,7 @@ def test_deep_merge_and_overrides_in_order(tmp_path: Path) -> None:
 def test_override_syntax_error() -> None:
     with pytest.raises(ConfigError, match="KEY.PATH=VALUE"):
         load([], ["run.seeds"])
+
+
+def test_a_single_params_file_as_a_string() -> None:
+    assert load("params/smoke.yaml").run_name == "smoke"
