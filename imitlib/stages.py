@@ -218,9 +218,6 @@ class Stage:
             info: extra facts to put in the manifest (can also be added via ``self.info``).
         """
         self.info: dict[str, Any] = dict(info or {})
-        if self.path.exists():
-            # forced rebuild: move the old folder aside only once the new one is complete
-            pass
         if self.partial.exists() and not resume:
             shutil.rmtree(self.partial)
         self.partial.mkdir(parents=True, exist_ok=True)
