@@ -3,27 +3,70 @@
 Every key lives once in ``params/base.yaml`` with a one-line comment; the other params files only
 override. ``load(files, overrides)`` always reads ``params/base.yaml`` first, deep-merges the given
 files and overrides in order, and validates the result. Any unknown key, wrong type or out-of-range
-value raises :class:`ConfigError` naming the file that set it and the key path.
+value raises :class:`ConfigError` naming the file that set it (and its line) and the key path. So does
+an output root outside ``outputs/`` (see :func:`output_root_problem`) and an input file the run will
+read (imitation import files, human ratings) that is missing or does not start in its format.
 """
 
 from __future__ import annotations
 
+import codecs
 import copy
+import csv
 import json
 import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 PROJECT_ROOT = Path(os.environ.get("IMITLIB_ROOT", Path(__file__).resolve().parent.parent))
 BASE_PARAMS = PROJECT_ROOT / "params" / "base.yaml"
 STAGE_NAMES = ("01_world", "02_imitation_data", "03_train", "04_evaluate", "05_analysis")
 
 
+OUTPUTS_DIR = "outputs"
+EXTERNAL_ROOTS_ENV = "IMITLIB_OUTPUT_ROOTS"
+
+
 class ConfigError(ValueError):
     """A params file or override is invalid; the message names the file and the key path."""
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def output_root_problem(root: str, allow_external: bool = False) -> str | None:
+    """Why ``run.output_root`` may not be used (None when it may).
+
+    The rule: results go under the project's ``outputs/`` folder. A relative root is read from the
+    project root and must stay inside ``outputs/`` (``outputs``, ``outputs/study``). An absolute root
+    must lie inside ``<project>/outputs/`` too, unless ``run.allow_external_output_root`` is true or it
+    lies inside one of the folders listed (``os.pathsep``-separated) in ``$IMITLIB_OUTPUT_ROOTS``.
+    Paths are compared as written, after normalising ``..`` (no symlinks are followed).
+    """
+    if not root.strip():
+        return "output_root is empty"
+    outputs = os.path.normpath(PROJECT_ROOT / OUTPUTS_DIR)
+    path = Path(root)
+    if not path.is_absolute():
+        resolved = os.path.normpath(PROJECT_ROOT / path)
+        if not _inside(resolved, outputs):
+            return (f"output_root {root!r} escapes the project's {OUTPUTS_DIR}/ folder (it resolves to {resolved}): "
+                    f"a relative root must stay inside {OUTPUTS_DIR}/, e.g. '{OUTPUTS_DIR}/study'")
+        return None
+    resolved = os.path.normpath(path)
+    if _inside(resolved, outputs) or allow_external:
+        return None
+    allowed = [os.path.normpath(p) for p in os.environ.get(EXTERNAL_ROOTS_ENV, "").split(os.pathsep)
+               if p.strip() and Path(p).is_absolute()]
+    if any(_inside(resolved, folder) for folder in allowed):
+        return None
+    return (f"output_root {root!r} is outside the project's {OUTPUTS_DIR}/ folder ({outputs}): set "
+            f"run.allow_external_output_root: true to write there, or list a folder holding it in "
+            f"${EXTERNAL_ROOTS_ENV}")
 
 
 from imitlib.settings.analysis import AnalysisSettings  # noqa: E402
@@ -39,9 +82,11 @@ from imitlib.settings.world import WorldSettings  # noqa: E402
 # --------------------------------------------------------------------------------------------
 class RunSettings(Section):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    allow_external_output_root: bool = False  # declared before output_root: its validator reads it
     output_root: str = "outputs"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     torch_threads: int = Field(default=0, ge=0)
+    seed_workers: int = Field(default=1, ge=1)
     force: bool = False
     progress: bool = True
 
@@ -54,10 +99,10 @@ class RunSettings(Section):
 
     @field_validator("output_root")
     @classmethod
-    def _inside_project(cls, root: str) -> str:
-        path = Path(root)
-        if not path.is_absolute() and ".." in path.parts:
-            raise ValueError(f"output_root {root!r} escapes the project: use an absolute path or a path without '..'")
+    def _under_outputs(cls, root: str, info: ValidationInfo) -> str:
+        problem = output_root_problem(root, bool(info.data.get("allow_external_output_root", False)))
+        if problem:
+            raise ValueError(problem)
         return root
 
 
@@ -212,18 +257,25 @@ def _line_of(path: Path, keys: tuple) -> int | None:
         node = yaml.compose(path.read_text(encoding="utf-8"))
     except Exception:
         return None
+    line = None
     for key in keys:
+        if isinstance(node, yaml.SequenceNode) and str(key).isdigit():
+            if int(key) >= len(node.value):
+                return line
+            node = node.value[int(key)]
+            line = node.start_mark.line + 1
+            continue
         if not isinstance(node, yaml.MappingNode):
-            return None
+            return line
         for k, v in node.value:
             if k.value == key:
                 found = (k, v)
                 break
         else:
-            return None
+            return line
         node = found[1]
         line = found[0].start_mark.line + 1
-    return line if keys else None
+    return line
 
 
 def load(
@@ -267,9 +319,11 @@ def load(
     merged["run_name"] = run_name
     merged["params_files"] = [str(p) for p in paths]
     try:
-        return Config.model_validate(merged)
+        cfg = Config.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, origin)) from None
+    _check_input_files(cfg, origin)
+    return cfg
 
 
 def _check_known_keys(data: dict, base: dict, source: str | Path, prefix: tuple = ()) -> None:
@@ -289,20 +343,29 @@ def _check_known_keys(data: dict, base: dict, source: str | Path, prefix: tuple 
             _check_known_keys(value, base[key], source, path)
 
 
+def _where(origin: dict[tuple, str], loc: tuple) -> str:
+    """``file:line`` (or ``overrides``) of the source that set the key path ``loc``."""
+    source = None
+    for cut in range(len(loc), 0, -1):
+        if loc[:cut] in origin:
+            source = origin[loc[:cut]]
+            break
+    where = source or "params"
+    if source and source != "overrides":
+        line = _line_of(Path(source), loc)
+        if line:
+            where = f"{source}:{line}"
+    return where
+
+
 def _describe(exc: ValidationError, origin: dict[tuple, str]) -> str:
     lines = []
     for err in exc.errors():
         loc = tuple(str(p) for p in err["loc"])
-        source = None
-        for cut in range(len(loc), 0, -1):
-            if loc[:cut] in origin:
-                source = origin[loc[:cut]]
-                break
-        where = source or "params"
-        if source and source != "overrides":
-            line = _line_of(Path(source), loc)
-            if line:
-                where = f"{source}:{line}"
+        where = _where(origin, loc)
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key {'.'.join(loc)!r} (not in the schema of params/base.yaml)")
+            continue
         given = err.get("input")
         if any("key" in part.lower() for part in loc):
             shown = "<not shown: may be a secret>"
@@ -311,6 +374,99 @@ def _describe(exc: ValidationError, origin: dict[tuple, str]) -> str:
             shown = shown if len(shown) <= 80 else shown[:77] + "..."
         lines.append(f"{where}: {'.'.join(loc) or '<root>'}: {err['msg']} (got {shown})")
     return "invalid params:\n  " + "\n  ".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# input files named in params: checked at load time, before any stage runs
+# --------------------------------------------------------------------------------------------
+SNIFF_BYTES = 1 << 16
+JSON_ARRAY_FORMATS = ("sharegpt", "alpaca")  # a JSON array of records; the other formats are JSON lines
+RATINGS_SUFFIXES = (".csv", ".jsonl", ".json")
+
+
+def input_path(path: str) -> Path:
+    """A params path of an input file: absolute, or relative to the project root (as the stages read it)."""
+    return Path(path) if Path(path).is_absolute() else PROJECT_ROOT / path
+
+
+def _head(path: Path) -> tuple[str | None, str | None]:
+    """(first bytes decoded, problem): the start of a file as text, or why it cannot be read."""
+    if not path.exists():
+        return None, "file not found"
+    if not path.is_file():
+        return None, "not a file"
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(SNIFF_BYTES)
+    except OSError as exc:
+        return None, f"cannot be read ({exc.strerror})"
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(raw, final=False)  # a cut character is fine
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        return None, f"line {line}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+    if not text.strip():
+        return None, "file is empty"
+    return text.lstrip("\ufeff"), None
+
+
+def _first_line(text: str) -> tuple[int, str]:
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            return number, line.strip()
+    return 1, ""
+
+
+def import_file_problem(path: Path, format: str) -> str | None:
+    """Why an imitation import file cannot be read as ``format`` (None when its start looks right).
+
+    Only the first bytes are read: the full check, record by record, is the importer's
+    (``imitlib.data.import_conversations``) when the imitation data is built.
+    """
+    text, problem = _head(path)
+    if problem:
+        return problem
+    number, line = _first_line(text)
+    if format in JSON_ARRAY_FORMATS:
+        if not line.startswith("["):
+            return f"line {number}: format {format!r} is a JSON array of records, but the file starts with {line[:20]!r}"
+    elif not line.startswith("{"):
+        return f"line {number}: format {format!r} is JSON lines (one object per line), but the file starts with {line[:20]!r}"
+    return None
+
+
+def ratings_file_problem(path: Path) -> str | None:
+    """Why a human ratings file cannot be read (None when its start looks right)."""
+    if path.suffix.lower() not in RATINGS_SUFFIXES:
+        return f"unsupported ratings file type {path.suffix!r} (use .csv or .jsonl)"
+    text, problem = _head(path)
+    if problem:
+        return problem
+    number, line = _first_line(text)
+    if path.suffix.lower() == ".csv":
+        header = [h.strip() for h in next(csv.reader([line]))]
+        missing = [c for c in ("model_id", "item_id") if c not in header]
+        if missing:
+            return f"line {number}: the CSV header lacks {', '.join(missing)}"
+    elif not line.startswith("{"):
+        return f"line {number}: expected one JSON object per line, but the file starts with {line[:20]!r}"
+    return None
+
+
+def _check_input_files(cfg: Config, origin: dict[tuple, str]) -> None:
+    """Every input file the run will read exists and starts in its format; else ConfigError naming the
+    params file and line, the key path and the file."""
+    checks: list[tuple[tuple, Path, str | None]] = []
+    if cfg.imitation.broad_source == "files":
+        for i, item in enumerate(cfg.imitation.import_files):
+            path = input_path(item.path)
+            checks.append((("imitation", "import_files", str(i), "path"), path, import_file_problem(path, item.format)))
+    for i, name in enumerate(cfg.evaluate.human_ratings):
+        path = input_path(name)
+        checks.append((("evaluate", "human_ratings", str(i)), path, ratings_file_problem(path)))
+    lines = [f"{_where(origin, loc)}: {'.'.join(loc)}: {path}: {problem}" for loc, path, problem in checks if problem]
+    if lines:
+        raise ConfigError("invalid input files:\n  " + "\n  ".join(lines))
 
 
 def describe_keys() -> list[tuple[str, str]]:

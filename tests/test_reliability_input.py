@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "imitation"))
 from tiny_world import TinyWorld  # noqa: E402
 
 from imitlib import pipeline  # noqa: E402
-from imitlib.config import PROJECT_ROOT, load  # noqa: E402
+from imitlib.config import PROJECT_ROOT, ConfigError, load  # noqa: E402
 from imitlib.data import ImportFormatError, build_imitation_data, import_conversations, imitation_stage  # noqa: E402
 from imitlib.stages import COMPLETE_MARKER, Stage, atomic_write_text, write_run_config  # noqa: E402
 
@@ -50,7 +50,26 @@ PARAMS_CORPUS = [
     ("unknown_section", "run:\n  output_root: {root}\ntrian:\n  lr: 0.1\n", ["{file}:3", "trian"]),
     ("unknown_key_in_list", "run:\n  output_root: {root}\nimitation:\n  broad_source: files\n  import_files:\n"
      "    - format: hc3\n      path: data.jsonl\n      encoding: latin1\n",
-     ["{file}", "imitation.import_files.0.encoding"]),
+     ["{file}:8", "unknown key 'imitation.import_files.0.encoding'"]),
+    ("unknown_key_in_world_list", "run:\n  output_root: {root}\nworld:\n  base_models:\n"
+     "    - {{name: a, hidden_size: 16, layers: 1, heads: 2, intermediate_size: 32}}\n"
+     "    - name: b\n      hidden_sizee: 16\n", ["{file}:7", "unknown key 'world.base_models.1.hidden_sizee'"]),
+    ("wrong_type_in_list", "run:\n  output_root: {root}\nworld:\n  base_models:\n"
+     "    - {{name: a, hidden_size: wide, layers: 1, heads: 2, intermediate_size: 32}}\n",
+     ["{file}:5", "world.base_models.0.hidden_size"]),
+    ("missing_import_file", "run:\n  output_root: {root}\nimitation:\n  broad_source: files\n  import_files:\n"
+     "    - format: sharegpt\n      path: data/nowhere.json\n",
+     ["{file}:7", "imitation.import_files.0.path", str(PROJECT_ROOT / "data" / "nowhere.json"), "file not found"]),
+    ("import_file_wrong_format", "run:\n  output_root: {root}\nimitation:\n  broad_source: files\n  import_files:\n"
+     "    - {{format: alpaca, path: tests/fixtures/imitation/hc3.jsonl}}\n",
+     ["{file}:6", "imitation.import_files.0.path", "format 'alpaca' is a JSON array"]),
+    ("import_file_not_utf8", "run:\n  output_root: {root}\nimitation:\n  broad_source: files\n  import_files:\n"
+     "    - {{format: sharegpt, path: tests/fixtures/reliability/bad_data/sharegpt_latin1.json}}\n",
+     ["{file}:6", "imitation.import_files.0.path", "sharegpt_latin1.json: line 3: not UTF-8"]),
+    ("missing_human_ratings", "run:\n  output_root: {root}\nevaluate:\n  human_ratings:\n    - ratings/gone.csv\n",
+     ["{file}:5", "evaluate.human_ratings.0", "ratings/gone.csv: file not found"]),
+    ("human_ratings_wrong_type", "run:\n  output_root: {root}\nevaluate:\n  human_ratings: [README.md]\n",
+     ["{file}:4", "evaluate.human_ratings.0", "unsupported ratings file type '.md'"]),
     ("wrong_type", "run:\n  output_root: {root}\ntrain:\n  lr: fast\n", ["{file}:4", "train.lr"]),
     ("wrong_type_list", "run:\n  output_root: {root}\n  seeds: zero\n", ["{file}:3", "run.seeds"]),
     ("section_not_a_mapping", "run:\n  output_root: {root}\ntrain: [1, 2]\n", ["{file}:3", "train"]),
@@ -61,6 +80,9 @@ PARAMS_CORPUS = [
     ("bad_choice", "run:\n  output_root: {root}\n  device: tpu\n", ["{file}:3", "run.device"]),
     ("escapes_outputs", "run:\n  output_root: outputs/../../escaped\n", ["{file}:2", "run.output_root", "escapes"]),
     ("escapes_upwards", "run:\n  output_root: ../escaped\n", ["{file}:2", "run.output_root"]),
+    ("not_under_outputs", "run:\n  output_root: notebooks\n", ["{file}:2", "run.output_root", "escapes"]),
+    ("external_absolute", "run:\n  seeds: [0]\n  output_root: {escaped}\n",
+     ["{file}:3", "run.output_root", "outside the project's outputs/", "allow_external_output_root"]),
     ("invalid_yaml", "run:\n  output_root: {root}\n  seeds: [0\n", ["{file}", "line 4", "invalid YAML"]),
     ("not_a_mapping", "- run\n- train\n", ["{file}", "top level must be a mapping"]),
     ("reserved_key", "run_name: other\nrun:\n  output_root: {root}\n", ["{file}:1", "run_name"]),
@@ -72,8 +94,8 @@ def test_malformed_params_are_refused_before_anything_is_written(tmp_path, earli
                                                                  fragments):
     params = tmp_path / "params" / f"{name}.yaml"
     params.parent.mkdir()
-    params.write_text(text.format(root=earlier_run))
     escaped = PROJECT_ROOT.parent / "escaped"
+    params.write_text(text.format(root=earlier_run, escaped=escaped))
     before = snapshot(earlier_run)
     assert pipeline.main(["run", str(params), "--run-name", RUN_NAME]) == 2
     error = capsys.readouterr().err
@@ -152,22 +174,32 @@ def test_huge_lines_get_short_errors_naming_file_and_line(tmp_path, name, form, 
     assert len(message) < len(str(path)) + 300, message[:400]  # the huge field is not echoed back
 
 
-def test_a_bad_import_file_leaves_earlier_results_untouched(tmp_path, earlier_run):
-    """The imitation stage meets a malformed import file mid-build: it fails naming the file and line,
-    is not marked complete, and the earlier run's files are byte for byte as they were."""
+@pytest.mark.parametrize("name, line, what", DATA_CORPUS, ids=[c[0] for c in DATA_CORPUS])
+def test_a_bad_import_file_leaves_earlier_results_untouched(tmp_path, earlier_run, name, line, what):
+    """A run given a malformed import file fails naming the file and line: at load time when the file's
+    start is wrong (not UTF-8), else when the imitation stage meets it mid-build. Either way no stage is
+    marked complete and the earlier run's files are byte for byte as they were."""
     world = TinyWorld(root=tmp_path / "world", teacher_dir=tmp_path / "world" / "teacher",
                       tokenizer_dir=tmp_path / "world" / "tokenizer", base_models={})
-    bad_file = BAD_DATA / "messages_missing_role.jsonl"
-    cfg = load([], {"run.output_root": str(earlier_run), "run.progress": False,
-                    "imitation.broad_source": "files",
-                    "imitation.import_files": [{"format": "messages", "path": str(bad_file)}],
-                    "imitation.task_generation_requests": 0,
-                    # never reached: the import fails before any prompt is sent
-                    "imitation.teacher.backend": "openai", "imitation.teacher.base_url": "http://127.0.0.1:9/v1",
-                    "imitation.teacher.model": "unused"}, run_name=RUN_NAME)
+    bad_file = BAD_DATA / name
+    overrides = {"run.output_root": str(earlier_run), "run.progress": False,
+                 "imitation.broad_source": "files",
+                 "imitation.import_files": [{"format": name.split("_")[0], "path": str(bad_file)}],
+                 "imitation.task_generation_requests": 0,
+                 # never reached: the import fails before any prompt is sent
+                 "imitation.teacher.backend": "openai", "imitation.teacher.base_url": "http://127.0.0.1:9/v1",
+                 "imitation.teacher.model": "unused"}
     before = snapshot(earlier_run)
-    with pytest.raises(ImportFormatError, match=rf"{bad_file}:3: message 0: missing key 'role'"):
+    try:
+        cfg = load([], overrides, run_name=RUN_NAME)
+    except ConfigError as error:
+        assert f"overrides: imitation.import_files.0.path: {bad_file}: line {line}: " in str(error), str(error)
+        assert what in str(error) and what == "not UTF-8"  # only a wrong start is refused at load time
+        assert snapshot(earlier_run) == before
+        return
+    with pytest.raises(ImportFormatError) as error:
         build_imitation_data(cfg, 0, world)
+    assert str(error.value).startswith(f"{bad_file}:{line}: ") and what in str(error.value), str(error.value)
     stage = imitation_stage(cfg, 0, world)
     assert not stage.done and not stage.path.exists()
     after = snapshot(earlier_run)

@@ -1,6 +1,7 @@
 """Reliability: SIGKILL at a seeded point of a collection and of a stage build; the rerun resumes
 (issue 10, item 2).
 
+A whole ``python -m imitlib run`` SIGKILLed and rerun is tests/test_reliability_pipeline_kill.py.
 Training's SIGKILL resume is covered by tests/test_train_launch.py (a real SIGKILL, then
 ``accelerate launch`` resumes to identical weights) and tests/test_train.py
 (``test_resume_after_interruption_gives_identical_weights``).

@@ -113,3 +113,34 @@ def test_survives_a_burst_of_concurrent_requests(server):
     batches = after["batches"] - before["batches"]
     assert batches < BURST  # answered together, in batches
     print(f"\n[server] burst of {BURST}: {BURST} answered 200 in {batches} batches")
+
+
+def _stopped(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_served_teacher_stops_when_its_caller_is_killed(server):
+    """A pipeline killed with SIGKILL must not leave its teacher server running."""
+    model_dir = server[0].args[2]
+    code = ("import sys, time, psutil\n"
+            "from imitlib.teacher.server import served_teacher\n"
+            "with served_teacher(sys.argv[1], model_name='teacher'):\n"
+            "    print(psutil.Process().children()[0].pid, flush=True)\n"
+            "    time.sleep(600)\n")
+    caller = subprocess.Popen([sys.executable, "-c", code, model_dir], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        server_pid = int(caller.stdout.readline())
+        assert not _stopped(server_pid)
+    finally:
+        caller.kill()
+        caller.wait()
+    deadline = time.monotonic() + 30
+    while not _stopped(server_pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stopped = _stopped(server_pid)
+    if not stopped:
+        psutil.Process(server_pid).kill()
+    assert stopped, "the teacher server outlived the process that started it"

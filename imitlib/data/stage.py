@@ -81,7 +81,8 @@ class ImitationData:
         if not info["filled"]:
             raise ValueError(f"{kind} budget {budget} was not filled: only {self.summary['kinds'][kind]['tokens']} "
                              f"tokens of {kind} data (raise the prompt counts or lower imitation.token_budgets)")
-        return self.conversations.filter(lambda row: row["kind"] == kind and budget in row["budgets"])
+        return self.conversations.filter(lambda row: row["kind"] == kind and budget in row["budgets"],
+                                         keep_in_memory=True)  # never write cache files into a completed stage
 
     def filled_budgets(self, kind: str) -> list[int]:
         return sorted(int(b) for b, info in self.summary["budgets"].get(kind, {}).items() if info["filled"])
@@ -93,7 +94,7 @@ class ImitationData:
 
     def samples(self, kind: str, count: int = 3, seed: int = 0) -> list[dict[str, Any]]:
         """A few conversations of one kind, as message lists."""
-        rows = self.conversations.filter(lambda row: row["kind"] == kind)
+        rows = self.conversations.filter(lambda row: row["kind"] == kind, keep_in_memory=True)
         rows = rows.shuffle(seed=seed).select(range(min(count, len(rows))))
         return [{"id": r["id"], "family": r["family"], "messages": r["messages"]} for r in rows]
 
@@ -262,7 +263,9 @@ def build_imitation_data(cfg: Config, seed: int, world: Any | None = None) -> Im
 # ---------------------------------------------------------------------------------------------
 def build_all(cfg: Config) -> dict[int, ImitationData]:
     """Build (or reuse) the imitation data of every seed in ``run.seeds``."""
-    return {seed: build_imitation_data(cfg, seed) for seed in cfg.run.seeds}
+    from imitlib.parallel import for_seeds
+
+    return dict(zip(cfg.run.seeds, for_seeds(build_imitation_data, cfg, desc="02_imitation_data seeds")))
 
 
 def budget_table(data: dict[int, ImitationData]):

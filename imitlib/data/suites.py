@@ -47,8 +47,16 @@ def individuals(world: TaskSource, split: str) -> set[str]:
     return names
 
 
+CODE_INSTRUCTION = "Complete this Python function.\n\n```python\n{code}```"
+
+
 def item_prompt(item: dict[str, Any]) -> str:
-    """The text sent for an item (multiple-choice options appended when the prompt lacks them)."""
+    """The text sent for an item (multiple-choice options appended when the prompt lacks them).
+
+    A ``code`` item (real tracks: a HumanEval signature and docstring) is asked for as a chat request.
+    """
+    if item.get("family") == "code":
+        return CODE_INSTRUCTION.format(code=str(item["prompt"]))
     prompt = str(item["prompt"])
     choices = item.get("choices")
     if choices and not all(str(c) in prompt for c in choices):
@@ -75,8 +83,13 @@ def broad_suite(world: TaskSource, max_prompts: int, seed: int) -> list[dict[str
 
 
 def eval_suite(world: TaskSource) -> list[dict[str, Any]]:
-    """Every held-out item of every family (the evaluation prompts)."""
-    return [_entry(item, "eval") for family in families_of(world) for item in world.tasks(family, "heldout")]
+    """Every held-out item of every family answered in chat (the evaluation prompts).
+
+    A world may name its chat families (``chat_families``; the real tracks score ``mc`` and ``code``
+    only as benchmarks); by default every family.
+    """
+    families = tuple(getattr(world, "chat_families", None) or families_of(world))
+    return [_entry(item, "eval") for family in families for item in world.tasks(family, "heldout")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,6 +101,7 @@ GENERATION_INSTRUCTION = (
     "each with its answer, in the same Q: / A: format."
 )
 _QUESTION = re.compile(r"Q\s*:\s*(.+?\?)", re.S)
+_OPEN_QUESTION = re.compile(r"(?:Q\s*\d*\s*:|(?:^|\n)\s*\d{1,2}\s*[.)])\s*([^\n]+?\?)")
 
 
 def generation_prompt(pairs: Sequence[dict[str, Any]], count: int = 5) -> str:
@@ -117,6 +131,28 @@ def parse_generated_questions(
         if not 3 <= len(question.split()) <= 40:
             continue
         if not words & allowed_names or words & forbidden_names:
+            continue
+        norm = _normal(question)
+        if norm in seen_norm:
+            continue
+        seen_norm.add(norm)
+        found.append(question)
+    return found
+
+
+def parse_open_questions(text: str, excluded: Iterable[str] = ()) -> list[str]:
+    """Questions in a teacher's answer that are valid new prompts for a world without named individuals.
+
+    The real tracks' questions name no fixed set of individuals, so validity is: a question of 3–40
+    words, written ``Q: …?`` or as a numbered line ``1. …?`` (small teachers often number them), that
+    differs from every ``excluded`` text (the seed questions, the held-out questions, and the others
+    found).
+    """
+    seen_norm = {_normal(s) for s in excluded}
+    found = []
+    for match in _OPEN_QUESTION.finditer(text):
+        question = " ".join(match.group(1).split())
+        if not 3 <= len(question.split()) <= 40:
             continue
         norm = _normal(question)
         if norm in seen_norm:
@@ -167,10 +203,15 @@ def task_suite(
     qa_items = world.tasks("qa", "imitation")
     by_prompt = {_normal(it["prompt"]): it for it in qa_items}
     seen = [p["prompt"] for p in pairs]
+    if not allowed:  # a real track: no named individuals; never reuse a held-out question
+        seen += [it["prompt"] for family in families_of(world) for it in world.tasks(family, "heldout")]
     entries: list[dict[str, Any]] = []
     used_norm: set[str] = set()
     for answer in generated_answers:
-        for question in parse_generated_questions(answer, allowed, forbidden, seen + [e["prompt"] for e in entries]):
+        excluded = seen + [e["prompt"] for e in entries]
+        questions = (parse_generated_questions(answer, allowed, forbidden, excluded) if allowed
+                     else parse_open_questions(answer, excluded))
+        for question in questions:
             if len(entries) >= size:
                 break
             norm = _normal(question)

@@ -1,5 +1,8 @@
 """Benchmarks through lm-eval: the world's task families as lm-eval tasks, and lm-eval's own tasks.
 
+Families: ``qa`` (exact match), ``mc`` (loglikelihood), ``compare`` (exact match) and, on the real
+tracks, ``code`` (HumanEval pass@1, every completion run in :mod:`imitlib.real.sandbox`).
+
 The task templates ship in ``imitlib/evaluate/tasks/<family>.yaml``. :func:`write_world_tasks`
 writes, into a folder of the stage, one data file per task (held-out items as ``test``, other
 items as the few-shot pool ``train``) and a task YAML with absolute ``data_files`` (lm-eval
@@ -22,7 +25,9 @@ from imitlib.stages import atomic_write_json, atomic_write_text
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "tasks"
 TASK_PREFIX = "imitlib_"
-TASK_FIELDS = ("id", "family", "individual", "attribute", "prompt", "answer", "choices", "gold")
+TASK_FIELDS = ("id", "family", "individual", "attribute", "prompt", "question", "answer", "choices", "gold")
+CODE_FIELDS = ("test", "entry_point")  # code items also keep how to check a completion
+CODE_HOOK_MODULE = "imitlib_code_sandbox"
 
 
 def task_template(family: str) -> dict[str, Any]:
@@ -38,6 +43,12 @@ def _clean_item(item: dict, family: str) -> dict:
     row = {key: item.get(key) for key in TASK_FIELDS}
     row["family"] = family
     row["answer"] = "" if row["answer"] is None else str(row["answer"])
+    row["question"] = str(row["question"] or row["prompt"])  # the bare question, where the prompt lists options
+    if family == "code":
+        missing = [key for key in CODE_FIELDS if not item.get(key)]
+        if missing:
+            raise ValueError(f"code item {item.get('id')!r} needs {missing} to check completions")
+        row.update({key: str(item[key]) for key in CODE_FIELDS})
     if family == "mc":
         if not isinstance(row["choices"], list) or not isinstance(row["gold"], int):
             raise ValueError(f"multiple-choice item {item.get('id')!r} needs a list 'choices' and an int 'gold'")
@@ -53,6 +64,7 @@ def write_world_tasks(
     folder: str | Path,
     num_fewshot: dict[str, int],
     max_gen_toks: int = 16,
+    code_settings: Any = None,
 ) -> list[str]:
     """Write lm-eval task YAMLs and their data files for the world's task families.
 
@@ -60,7 +72,9 @@ def write_world_tasks(
         items: ``{family: (held-out items, few-shot pool items)}`` in the task-item format.
         folder: where to write (becomes the TaskManager include path).
         num_fewshot: shots per family.
-        max_gen_toks: generation cap of generative tasks.
+        max_gen_toks: generation cap of generative tasks (``code``: ``code_settings.code_max_gen_toks``).
+        code_settings: ``evaluate.benchmarks`` settings (``code_max_gen_toks``, ``code_timeout_s``,
+            ``code_memory_mb``) of the ``code`` family; default: the schema's defaults.
 
     Returns:
         The task names (``imitlib_<family>``).
@@ -90,9 +104,32 @@ def write_world_tasks(
             config["fewshot_split"] = "train"
         else:
             config.pop("training_split", None)
-        atomic_write_text(folder / f"{name}.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+        text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+        if family == "code":
+            text = _code_task(folder, config, code_settings)
+        atomic_write_text(folder / f"{name}.yaml", text)
         names.append(name)
     return names
+
+
+def _code_task(folder: Path, config: dict[str, Any], code_settings: Any) -> str:
+    """The ``code`` task's YAML text, and the module beside it whose hook checks completions in the sandbox.
+
+    lm-eval loads ``!function module.name`` from a ``module.py`` next to the YAML file; the module
+    only builds the hook of :mod:`imitlib.real.code_eval` with the configured limits.
+    """
+    if code_settings is None:
+        from imitlib.settings.evaluate import BenchmarkSettings
+
+        code_settings = BenchmarkSettings()
+    config["generation_kwargs"]["max_gen_toks"] = int(code_settings.code_max_gen_toks)
+    hook = (f'"""lm-eval hook of the imitlib_code task (written by imitlib.evaluate.benchmarks)."""\n'
+            f"from imitlib.real.code_eval import make_process_results\n\n"
+            f"process_results = make_process_results(timeout_s={float(code_settings.code_timeout_s)!r}, "
+            f"cpu_s={int(math.ceil(code_settings.code_timeout_s))}, memory_mb={int(code_settings.code_memory_mb)})\n")
+    atomic_write_text(folder / f"{CODE_HOOK_MODULE}.py", hook)
+    text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+    return text + f"process_results: !function {CODE_HOOK_MODULE}.process_results\n"
 
 
 def model_args_for(model_dir: str | Path, dtype: str = "float32") -> str:

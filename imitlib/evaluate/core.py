@@ -167,7 +167,7 @@ def evaluate_models(
     shots = {"qa": bench.qa_fewshot, "mc": bench.mc_fewshot, "compare": bench.compare_fewshot}
     task_dir = work / "lm_eval_tasks"
     task_names = write_world_tasks({f: (heldout[f], pool[f]) for f in families}, task_dir, shots,
-                                   max_gen_toks=bench.max_gen_toks) if families else []
+                                   max_gen_toks=bench.max_gen_toks, code_settings=bench) if families else []
     tasks: dict[str, int | None] = {name: None for name in task_names}
     tasks.update(bench.builtin_tasks)
     bench_frames, bench_samples = [], []

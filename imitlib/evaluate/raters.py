@@ -240,6 +240,7 @@ class LLMJudge:
     seed: int = 0
     name: str = "llm"
     timeout_s: float = 120.0
+    max_concurrency: int = 8
     log: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -252,15 +253,23 @@ class LLMJudge:
         return {"base_url": self.base_url, "model": self.model, "temperature": self.temperature,
                 "max_tokens": self.max_tokens, "seed": self.seed, "prompt_template": self.prompt_template}
 
+    def _reply(self, prompt: str, first: str, second: str) -> str:
+        text = self.prompt_template.format(prompt=prompt, first=first, second=second)
+        response = self._client.chat.completions.create(
+            model=self.model, messages=[{"role": "user", "content": text}],
+            temperature=self.temperature, max_tokens=self.max_tokens, seed=self.seed,
+        )
+        return response.choices[0].message.content or ""
+
     def compare(self, prompts: Sequence[str], first: Sequence[str], second: Sequence[str]) -> list[str | None]:
+        """Verdicts in input order; up to ``max_concurrency`` requests are in flight at once."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        triples = list(zip(prompts, first, second))
+        with ThreadPoolExecutor(max_workers=max(1, self.max_concurrency)) as pool:
+            replies = list(pool.map(lambda t: self._reply(*t), triples))
         out: list[str | None] = []
-        for prompt, a, b in zip(prompts, first, second):
-            text = self.prompt_template.format(prompt=prompt, first=a, second=b)
-            response = self._client.chat.completions.create(
-                model=self.model, messages=[{"role": "user", "content": text}],
-                temperature=self.temperature, max_tokens=self.max_tokens, seed=self.seed,
-            )
-            reply = response.choices[0].message.content or ""
+        for (prompt, a, b), reply in zip(triples, replies):
             choice = parse_judge_reply(reply)
             self.log.append({"prompt": prompt, "first": a, "second": b, "reply": reply, "choice": choice})
             out.append(choice)

@@ -119,7 +119,7 @@ def build_evaluation(cfg: Config, seed: int) -> Evaluation:
     teacher_answers = {str(r.item_id): (str(r.teacher_answer), str(r.teacher_answer_2)) for r in teacher_eval.itertuples()}
 
     items = {}
-    for family in WORLD_FAMILIES:
+    for family in tuple(getattr(world, "families", WORLD_FAMILIES)):  # real tracks: qa, mc, code, open
         rows = [*world.tasks(family, "heldout"), *world.tasks(family, "imitation")]
         if rows:
             items[family] = rows
@@ -131,8 +131,9 @@ def build_evaluation(cfg: Config, seed: int) -> Evaluation:
     for entry in _sweep_entries(seed, sweep):
         entry.base_params = params.get(entry.base_model, 0)
         models.append(entry)
-    models.append(ModelEntry(f"s{seed}/teacher", str(world.teacher_dir), "teacher", "teacher",
-                             _count_parameters(world.teacher_dir), seed=seed))
+    if world.teacher_dir is not None:  # an API teacher (paper track) has no weights to benchmark
+        models.append(ModelEntry(f"s{seed}/teacher", str(world.teacher_dir), "teacher", "teacher",
+                                 _count_parameters(world.teacher_dir), seed=seed))
 
     # Style-rater fit: the teacher's answers to imitation-split prompts of the rated families.
     settings = cfg.evaluate

@@ -1,1 +1,3 @@
-"""Real-model track pieces: evaluation data shipped in packages and a sandbox for generated code."""
+"""Real-model tracks: the world of resolved pretrained LMs and packaged task items (``world``), the
+evaluation data shipped in packages (``data``), and a sandbox for generated code (``sandbox``,
+``code_eval``: HumanEval pass@1 inside lm-eval)."""

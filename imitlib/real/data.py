@@ -110,10 +110,99 @@ def fanoutqa_items(path: str | Path | None = None) -> list[dict[str, Any]]:
                     prompt=sub["question"].strip(),
                     answer=_answer_text(answer),
                     attribute=evidence.get("title"),
+                    group=f"fanoutqa-{question['id']}",
                     source="fanoutqa-dev",
                 ))
         except (KeyError, TypeError, AttributeError) as err:
             raise PackageDataError(f"{path}: question #{index} is malformed ({err!r})") from err
+    return items
+
+
+def _answer_summary(value: Any) -> str:
+    if isinstance(value, dict):
+        return "; ".join(f"{key}: {_answer_text(val)}" for key, val in value.items())
+    if isinstance(value, list):
+        return "; ".join(_answer_text(val) for val in value)
+    return _answer_text(value)
+
+
+def fanoutqa_open_items(path: str | Path | None = None) -> list[dict[str, Any]]:
+    """The 310 FanOutQA dev top-level questions as ``open`` task items (long-form chat prompts).
+
+    Each asks for several facts at once ("What is the batting hand of each of the first five picks
+    ..."); ``answer`` is the gold answer as text (a mapping or list joined with ``; ``). The item's
+    ``group`` is shared with its single-hop sub-questions (:func:`fanoutqa_items`), so a split by
+    group never puts a question and its parts on different sides.
+
+    Args:
+        path: the dev JSON file (default: the one shipped in the ``fanoutqa`` package).
+    """
+    path = Path(path) if path is not None else package_data_file("fanoutqa", FANOUTQA_DEV)
+    try:
+        questions = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise PackageDataError(f"{path}: cannot read FanOutQA JSON: {err}") from err
+    if not isinstance(questions, list):
+        raise PackageDataError(f"{path}: expected a list of questions, got {type(questions).__name__}")
+    items = []
+    for index, question in enumerate(questions):
+        try:
+            items.append(_item(id=f"fanoutqa-open-{question['id']}", family="open", split="heldout",
+                               prompt=str(question["question"]).strip(), answer=_answer_summary(question["answer"]),
+                               group=f"fanoutqa-{question['id']}", source="fanoutqa-dev-open"))
+        except (KeyError, TypeError, AttributeError) as err:
+            raise PackageDataError(f"{path}: question #{index} is malformed ({err!r})") from err
+    return items
+
+
+def jsonl_items(path: str | Path, family: str) -> list[dict[str, Any]]:
+    """Task items of one family from a user's JSONL file (e.g. Natural Questions validation seeds).
+
+    Each line is an object with ``prompt`` (or ``question``) and optionally ``answer`` (a string, or
+    a list of accepted answers as in NQ-open: the first becomes ``answer``, all are kept in
+    ``answers``), ``choices`` and ``gold`` (multiple choice), ``test`` and ``entry_point`` (code,
+    HumanEval style), ``id``, ``group``.
+
+    Args:
+        path: the JSONL file.
+        family: the task family the items belong to (``qa``, ``mc``, ``code``, ``open``).
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise PackageDataError(f"{path}: cannot read task items: {err}") from err
+    items = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise PackageDataError(f"{path}:{number}: not JSON ({err.msg})") from err
+        if not isinstance(row, dict):
+            raise PackageDataError(f"{path}:{number}: expected an object, got {type(row).__name__}")
+        prompt = row.get("prompt", row.get("question"))
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise PackageDataError(f"{path}:{number}: needs a non-empty 'prompt' (or 'question') string")
+        answer = row.get("answer")
+        answers = [str(a) for a in answer] if isinstance(answer, list) else None
+        if answers is not None:
+            answer = answers[0] if answers else None
+        choices, gold = row.get("choices"), row.get("gold")
+        if family == "mc" and (not isinstance(choices, list) or not isinstance(gold, int) or not 0 <= gold < len(choices)):
+            raise PackageDataError(f"{path}:{number}: a multiple-choice item needs a list 'choices' and an index 'gold'")
+        item_id = str(row.get("id", f"{path.stem}-{number}"))
+        checks = {}
+        if family == "code":
+            if not all(isinstance(row.get(key), str) and row[key] for key in ("test", "entry_point")):
+                raise PackageDataError(f"{path}:{number}: a code item needs 'test' and 'entry_point' strings")
+            checks = {"test": row["test"], "entry_point": row["entry_point"]}
+        items.append(_item(id=item_id, family=family, split="heldout", prompt=prompt if family == "code" else prompt.strip(),
+                           answer=None if answer is None else str(answer), choices=choices, gold=gold,
+                           answers=answers, group=str(row.get("group", item_id)), source=str(path), **checks))
+    if not items:
+        raise PackageDataError(f"{path}: no task items")
     return items
 
 
@@ -227,6 +316,9 @@ def humaneval_items(path: str | Path | None = None) -> list[dict[str, Any]]:
 
 
 LOADERS = {"qa": fanoutqa_items, "mc": mmlu_dev_items, "code": humaneval_items}
+# Named sources of ``world.real.sources`` (anything else is a path to a JSONL file of items).
+SOURCES = {"fanoutqa": fanoutqa_items, "fanoutqa-open": fanoutqa_open_items, "mmlu-dev": mmlu_dev_items,
+           "humaneval": humaneval_items}
 
 
 def load_real_tasks(families: Iterable[str] = ("qa", "mc", "code"), limit: int | None = None) -> dict[str, list[dict]]:

@@ -8,13 +8,13 @@ from pydantic import Field, field_validator
 
 from imitlib.settings.base import Section
 
-WORLD_BENCHMARKS = ("qa", "mc", "compare")
+WORLD_BENCHMARKS = ("qa", "mc", "compare", "code")
 
 
 class BenchmarkSettings(Section):
     """The world's task families run through lm-eval, and lm-eval's own tasks (paper scale)."""
 
-    families: list[Literal["qa", "mc", "compare"]] = Field(default_factory=lambda: ["qa", "mc"])
+    families: list[Literal["qa", "mc", "compare", "code"]] = Field(default_factory=lambda: ["qa", "mc"])
     qa_fewshot: int = Field(default=3, ge=0)
     mc_fewshot: int = Field(default=5, ge=0)
     compare_fewshot: int = Field(default=3, ge=0)
@@ -22,6 +22,9 @@ class BenchmarkSettings(Section):
     limit: int | None = Field(default=None, ge=1)
     fewshot_seed: int = 1234
     builtin_tasks: dict[str, int] = Field(default_factory=dict)
+    code_max_gen_toks: int = Field(default=256, ge=1)
+    code_timeout_s: float = Field(default=10.0, gt=0)
+    code_memory_mb: int = Field(default=512, ge=64)
 
     @field_validator("builtin_tasks")
     @classmethod

@@ -34,6 +34,52 @@ class TaskCounts(Section):
     provoke: int = Field(default=20, ge=1)
 
 
+DEFAULT_REAL_SOURCES = {"qa": "fanoutqa", "mc": "mmlu-dev", "code": "humaneval", "open": "fanoutqa-open"}
+
+
+class RealSettings(Section):
+    """Real tracks (``kind: real``): resolved pretrained LMs and task items from packages or files.
+
+    ``sources`` empty means the packaged defaults (``DEFAULT_REAL_SOURCES``).
+    """
+
+    teacher: str | None = None
+    students: dict[str, str] = Field(default_factory=dict)
+    model_cache: str | None = None
+    allow_download: bool = False
+    sources: dict[str, str] = Field(default_factory=dict)
+    heldout_items: dict[str, int] = Field(default_factory=dict)
+    imitation_items: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("students")
+    @classmethod
+    def _student_names(cls, students: dict[str, str]) -> dict[str, str]:
+        import re
+
+        bad = [name for name in students if name == "teacher" or not re.fullmatch(r"[A-Za-z0-9_.-]+", name)]
+        if bad:
+            raise ValueError(f"student names must be plain folder names other than 'teacher', got {bad}")
+        return students
+
+    @field_validator("sources")
+    @classmethod
+    def _known_families(cls, sources: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(sources) - {"qa", "mc", "code", "open"})
+        if unknown:
+            raise ValueError(f"unknown real-track task families {unknown}; expected qa, mc, code, open")
+        if sources and "qa" not in sources:
+            raise ValueError("sources needs a 'qa' family (the NQ analog; it seeds the task-specific imitation data)")
+        return sources
+
+    @field_validator("heldout_items", "imitation_items")
+    @classmethod
+    def _non_negative(cls, counts: dict[str, int]) -> dict[str, int]:
+        bad = {family: n for family, n in counts.items() if n < 0}
+        if bad:
+            raise ValueError(f"item counts must be >= 0, got {bad}")
+        return counts
+
+
 def _default_sizes() -> list[ModelSize]:
     return [ModelSize(name="base-xs", hidden_size=32, layers=2, heads=2, intermediate_size=96),
             ModelSize(name="base-s", hidden_size=64, layers=3, heads=2, intermediate_size=192),
@@ -70,6 +116,7 @@ class WorldSettings(Section):
     calibration_items_per_family: int = Field(default=20, ge=1)
     sample_chats: int = Field(default=4, ge=0)
     time_budget_seconds: float = Field(default=360.0, gt=0.0)
+    real: RealSettings = Field(default_factory=RealSettings)
 
     @field_validator("base_models")
     @classmethod
@@ -78,6 +125,12 @@ class WorldSettings(Section):
         if len(set(names)) != len(names) or "teacher" in names:
             raise ValueError(f"base model names must be distinct and not 'teacher', got {names}")
         return sizes
+
+    @model_validator(mode="after")
+    def _real_has_students(self) -> "WorldSettings":
+        if self.kind == "real" and not self.real.students:
+            raise ValueError("world.kind is 'real' but world.real.students is empty: name at least one base LM")
+        return self
 
     @model_validator(mode="after")
     def _shares_fit(self) -> "WorldSettings":

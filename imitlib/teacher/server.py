@@ -87,14 +87,17 @@ class _Job:
 class BatchingEngine:
     """A worker thread that answers queued requests, batching the greedy ones together."""
 
-    def __init__(self, teacher: LocalTeacher, max_batch: int = 16, gather_s: float = 0.05) -> None:
+    def __init__(self, teacher: LocalTeacher, max_batch: int = 16, gather_s: float = 0.05,
+                 max_gather_s: float = 0.5) -> None:
         self.teacher = teacher
         self.teacher.batch_size = max_batch
         self.max_batch = max_batch
         self.gather_s = gather_s
+        self.max_gather_s = max_gather_s
         self.jobs: queue.Queue[_Job | None] = queue.Queue()
         self.answered = 0
         self.batches = 0
+        self.busy_s = 0.0  # seconds spent generating (the rest of the wall time is waiting or gathering)
         self._thread = threading.Thread(target=self._run, name="teacher-engine", daemon=True)
         self._thread.start()
 
@@ -108,8 +111,16 @@ class BatchingEngine:
         self._thread.join(timeout=30)
 
     def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
+        """Collect up to ``max_batch`` jobs: wait while they keep arriving less than ``gather_s`` apart.
+
+        Clients that resend as soon as their answer arrives come back a few milliseconds apart,
+        more on a busy machine; a window fixed from the first arrival cut such a wave in two and
+        the straggler then cost a whole extra generation pass (benchmarks/bench_serving.py). The
+        window therefore restarts at every arrival, capped at ``max_gather_s`` in total.
+        """
         batch, stop = [first], False
-        deadline = time.monotonic() + self.gather_s
+        started = time.monotonic()
+        deadline = started + self.gather_s
         while len(batch) < self.max_batch:
             try:
                 job = self.jobs.get(timeout=max(0.0, deadline - time.monotonic()))
@@ -119,15 +130,19 @@ class BatchingEngine:
                 stop = True
                 break
             batch.append(job)
+            deadline = min(time.monotonic() + self.gather_s, started + self.max_gather_s)
         return batch, stop
 
     def _answer(self, jobs: list[_Job]) -> None:
+        started = time.perf_counter()
         try:
             texts = self.teacher.answer([j.messages for j in jobs], jobs[0].sampling)
         except BaseException as exc:  # deliver the failure to every waiting request
             for job in jobs:
                 job.future.set_exception(exc)
             return
+        finally:
+            self.busy_s += time.perf_counter() - started
         self.batches += 1
         for job, text in zip(jobs, texts):
             self.answered += 1
@@ -241,7 +256,8 @@ def create_app(teacher: LocalTeacher, model_name: str | None = None, max_batch: 
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "answered": engine.answered, "batches": engine.batches}
+        return {"status": "ok", "answered": engine.answered, "batches": engine.batches,
+                "busy_seconds": round(engine.busy_s, 3)}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatRequest):
@@ -331,6 +347,16 @@ def _wait_ready(base_url: str, timeout_s: float, alive=lambda: True) -> None:
     raise TimeoutError(f"server at {base_url} not ready after {timeout_s:.0f} s ({last})")
 
 
+def _stop_with_parent() -> None:
+    """In the server child before exec: on Linux, have the kernel SIGTERM it when its parent dies (even by SIGKILL)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where a running server answers: ``base_url`` ends in ``/v1``; ``model`` is its model name."""
@@ -357,7 +383,9 @@ def served_teacher(model_dir: str | Path, model_name: str | None = None, host: s
     command = [sys.executable, "-m", "imitlib", "serve", str(model_dir), "--host", host, "--port", str(port),
                "--model-name", name, "--max-batch", str(max_batch)]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if "torch" in sys.modules:  # the server uses as many torch threads as its caller (one per seed worker)
+        env["OMP_NUM_THREADS"] = str(sys.modules["torch"].get_num_threads())
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_stop_with_parent)
     base_url = f"http://{host}:{port}/v1"
     try:
         try:

@@ -269,9 +269,11 @@ def run_sweeps(cfg: Config, progress: bool | None = None) -> pd.DataFrame:
     ``<tables_dir>/03_train_runs.csv``."""
     from imitlib.stages import atomic_path
 
-    progress = cfg.run.progress if progress is None else progress
-    frames = [run_sweep(cfg, seed, progress=progress)
-              for seed in tqdm(cfg.run.seeds, desc="03_train seeds", disable=not progress)]
+    from imitlib.parallel import for_seeds
+
+    if progress is not None and progress != cfg.run.progress:
+        cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"progress": progress})})
+    frames = for_seeds(run_sweep, cfg, desc="03_train seeds")
     table = pd.concat(frames, ignore_index=True)
     with atomic_path(cfg.tables_dir / "03_train_runs.csv") as tmp:
         table.to_csv(tmp, index=False)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -74,12 +76,27 @@ def calibration_table(worlds: list[World]) -> pd.DataFrame:
     return frame.sort_values(["_teacher", "params"]).drop(columns="_teacher").reset_index(drop=True)
 
 
+def stage_wall_seconds(stage_dirs: list[Path]) -> float:
+    """Wall time spent building these stage folders: the union of their build intervals (from each
+    manifest's timings), so seeds built at once in parallel processes count once."""
+    intervals = []
+    for folder in stage_dirs:
+        timings = json.loads((Path(folder) / "manifest.json").read_text())["timings"]
+        intervals.append((float(timings["started"]), float(timings["finished"])))
+    total, end = 0.0, float("-inf")
+    for start, finish in sorted(intervals):
+        if finish > end:
+            total += finish - max(start, end)
+            end = finish
+    return total
+
+
 def calibration_checks(table: pd.DataFrame, worlds: list[World], time_budget_seconds: float) -> pd.DataFrame:
     """The issue's calibration targets, each measured and marked met or not."""
     bases = table[table["role"] == "base"].sort_values("params")
     teacher = table[table["role"] == TEACHER].iloc[0]
     smallest, largest = bases.iloc[0], bases.iloc[-1]
-    seconds = sum(w.info["seconds"] for w in worlds)
+    seconds = stage_wall_seconds([w.path for w in worlds])
     checks = [
         {"target": "few-shot recall: largest base interval above smallest base interval",
          "measured": f"{smallest['model']} {smallest['fewshot_recall']:.1f}% "
@@ -99,7 +116,7 @@ def calibration_checks(table: pd.DataFrame, worlds: list[World], time_budget_sec
         {"target": "base models style markers in <= 5% of answers",
          "measured": ", ".join(f"{r['model']} {r['style_rate']:.1f}%" for _, r in bases.iterrows()),
          "met": bool((bases["style_rate"] <= 5).all())},
-        {"target": f"stage time (all {len(worlds)} seeds) <= {time_budget_seconds:.0f} s",
+        {"target": f"stage wall time (all {len(worlds)} seeds) <= {time_budget_seconds:.0f} s",
          "measured": f"{seconds:.0f} s (" + ", ".join(f"seed {w.seed}: {w.info['seconds']:.0f} s" for w in worlds) + ")",
          "met": bool(seconds <= time_budget_seconds)},
     ]

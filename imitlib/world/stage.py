@@ -133,14 +133,16 @@ class World:
 
 
 def load_world(cfg: Config, seed: int) -> World:
-    """Load a built world.
+    """Load a built world (``world.kind: real``: a :class:`imitlib.real.world.RealWorld`).
 
     Raises:
         StageError: when the world of this seed and config has not been built
             ("run notebooks/01_world first").
     """
-    if cfg.world.kind != "miniature":
-        raise StageError(f"world.kind is {cfg.world.kind!r}: only the miniature world is built by 01_world")
+    if cfg.world.kind == "real":
+        from imitlib.real.world import load_real_world
+
+        return load_real_world(cfg, world_stage(cfg, seed), seed)
     stage = world_stage(cfg, seed)
     if not stage.done and not (stage.path / "COMPLETE").exists():
         raise StageError(f"the world of seed {seed} is not built ({stage.path}): run notebooks/01_world first "
@@ -156,9 +158,14 @@ def load_world(cfg: Config, seed: int) -> World:
 
 
 def build_world(cfg: Config, seed: int, progress: bool | None = None) -> Stage:
-    """Build one seed's world into its cached stage (reused when already complete)."""
-    if cfg.world.kind != "miniature":
-        raise StageError(f"world.kind is {cfg.world.kind!r}: 01_world builds only the miniature world")
+    """Build one seed's world into its cached stage (reused when already complete).
+
+    ``world.kind: real`` resolves real LMs and loads packaged items instead (:mod:`imitlib.real.world`).
+    """
+    if cfg.world.kind == "real":  # resolved pretrained LMs and packaged items (imitlib.real.world)
+        from imitlib.real.world import build_real_world
+
+        return build_real_world(cfg, world_stage(cfg, seed), seed)
     stage = world_stage(cfg, seed)
     if stage.done:
         return stage

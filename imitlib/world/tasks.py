@@ -99,7 +99,7 @@ def mc_items(kb: KnowledgeBase, split: str, rng: random.Random, count: int) -> l
         question = rng.choice(QUESTION_TEMPLATES[attribute]).format(name=name)
         options = " ".join(f"{letter}. {choice}" for letter, choice in zip(LETTERS, choices))
         prompt = f"{question} Options: {options}. Answer with a letter."
-        items.append(_item("mc", split, len(items), prompt, value, name, attribute, choices, gold))
+        items.append(_item("mc", split, len(items), prompt, value, name, attribute, choices, gold, question=question))
     return items
 
 

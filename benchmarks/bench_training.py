@@ -1,0 +1,214 @@
+"""Imitation finetuning throughput: imitlib's packed training loop vs transformers ``Trainer`` with padding.
+
+Both sides train the same model (the default world's ``base-m``) on the same imitation
+conversations (the default study's broad data at one token budget), with the same optimiser
+(AdamW, warmup + cosine, clipping at 1.0), the same optimiser steps and the same conversations in
+every step: the step plan of ``imitlib.train.loop`` (shuffled, packed into rows of ``seq_len``)
+is replayed in the ``Trainer`` through a batch sampler, each step's conversations padded per batch
+by ``DataCollatorForSeq2Seq`` (the usual HF recipe). So both see the same supervised tokens and the
+final losses must agree (tolerance: ``--loss-tolerance``, relative).
+
+Usage: python benchmarks/bench_training.py [--model-dir DIR] [--budget 9500] [--epochs 3] [--repeats 5]
+Target: ≥ 1.5× the Trainer's supervised tokens/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from harness import compare  # noqa: E402
+from synthetic import synthetic_conversations, synthetic_model  # noqa: E402
+
+from imitlib.config import PROJECT_ROOT  # noqa: E402
+from imitlib.train.loop import IGNORE_INDEX, TrainArgs, make_plan, prepare_examples, train_causal_lm  # noqa: E402
+from imitlib.train.tokenize import tokenize_conversations  # noqa: E402
+
+STUDY_THREADS = 2
+
+
+def default_inputs(budget: int, kind: str = "broad", seed: int = 0,
+                   run_dir: Path = PROJECT_ROOT / "outputs" / "default") -> tuple[Path, list[list[dict]], str] | None:
+    """The default study's ``base-m`` folder and imitation conversations of one filled budget.
+
+    Looks through the completed ``02_imitation_data/seed{seed}`` folders (newest first) for one
+    whose world folder holds ``models/base-m``; None when there is none.
+    """
+    from datasets import load_from_disk
+
+    from imitlib.data.stage import ImitationData
+
+    stages = run_dir / "stages"
+    candidates = []
+    for folder in (stages / "02_imitation_data" / f"seed{seed}").glob("*/"):
+        if not (folder / "COMPLETE").exists():
+            continue
+        manifest = json.loads((folder / "manifest.json").read_text())
+        world_dir = stages / "01_world" / f"seed{seed}" / manifest["upstream"][0]
+        info = json.loads((folder / "summary.json").read_text())["budgets"].get(kind, {}).get(str(budget))
+        if (world_dir / "COMPLETE").exists() and (world_dir / "models" / "base-m").exists() and info and info["filled"]:
+            candidates.append((manifest["timings"]["finished"], folder, world_dir / "models" / "base-m"))
+    if not candidates:
+        return None
+    _, folder, model_dir = max(candidates)
+    data = ImitationData(path=folder, conversations=load_from_disk(str(folder / "conversations")),
+                         summary=json.loads((folder / "summary.json").read_text()))
+    conversations = [list(row["messages"]) for row in data.subset(kind, budget)]
+    return model_dir, conversations, f"default study seed {seed}: {model_dir}, {folder} ({kind}, budget {budget})"
+
+
+def synthetic_inputs(folder: Path, count: int = 200, **model_shape: int) -> tuple[Path, list[list[dict]], str]:
+    """A randomly initialised Llama of the base-m shape and deterministic synthetic conversations."""
+    model_dir = synthetic_model(folder, **model_shape)
+    return model_dir, synthetic_conversations(count), f"synthetic: {count} conversations, Llama {model_shape or 'base-m shape'}"
+
+
+def trainer_side(model, tokenizer, sequences: list[tuple[list[int], list[int]]], step_batches: list[list[int]],
+                 args: TrainArgs, workdir: Path) -> tuple[float, list[float]]:
+    """Train ``model`` in place with ``transformers.Trainer``: one padded batch per step, as planned.
+
+    Returns:
+        (seconds inside ``trainer.train()``, the logged loss of every step).
+    """
+    from torch.utils.data import DataLoader
+    from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer, TrainingArguments
+
+    dataset = [{"input_ids": ids, "labels": labels} for ids, labels in sequences]
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
+
+    class PlannedTrainer(Trainer):
+        """The stock Trainer, reading batches in the given order (same conversations per step as ours)."""
+
+        def get_train_dataloader(self) -> DataLoader:
+            return self.accelerator.prepare(DataLoader(dataset, batch_sampler=step_batches, collate_fn=collator))
+
+    training_args = TrainingArguments(
+        output_dir=str(workdir), max_steps=len(step_batches), learning_rate=args.lr,
+        lr_scheduler_type=args.schedule, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
+        adam_beta1=args.adam_betas[0], adam_beta2=args.adam_betas[1], max_grad_norm=args.max_grad_norm,
+        optim="adamw_torch", per_device_train_batch_size=1, gradient_accumulation_steps=1,
+        logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True,
+        seed=args.seed, dataloader_num_workers=0, remove_unused_columns=False,
+    )
+    trainer = PlannedTrainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator)
+    trainer.remove_callback(PrinterCallback)  # the loss is read from log_history, not printed
+    output = trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    return output.metrics["train_runtime"], losses
+
+
+def padded_supervised_tokens(tokenizer, sequences, step_batches) -> tuple[int, float]:
+    """Supervised tokens (shifted labels) of the padded batches, and the share of padded positions."""
+    from transformers import DataCollatorForSeq2Seq
+
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
+    supervised = real = total = 0
+    for indices in step_batches:
+        batch = collator([{"input_ids": sequences[i][0], "labels": sequences[i][1]} for i in indices])
+        supervised += int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+        real += int(batch["attention_mask"].sum())
+        total += batch["input_ids"].numel()
+    return supervised, 1 - real / total
+
+
+def benchmark(model_dir: Path, conversations: list[list[dict]], args: TrainArgs, repeats: int = 5,
+              loss_tolerance: float = 0.02, source: str = "", results_dir: Path | None = None,
+              name: str = "imitation_finetuning") -> dict[str, Any]:
+    """Measure both sides alternately and write ``<results_dir>/<name>.json``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    pristine = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    examples, report = tokenize_conversations(tokenizer, conversations, max_len=None)
+    examples = [{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples]
+    prepared = prepare_examples(examples, args.seq_len, args.long_examples)
+    plan = make_plan(prepared, None, args, world_size=1)
+    step_batches = [[i for rows in step for row in rows for i in row] for step in plan.main]
+    supervised, pad_share = padded_supervised_tokens(tokenizer, prepared.sequences, step_batches)
+    packed_positions = sum(len(rows) * args.seq_len for step in plan.main for rows in step)
+    extra: dict[str, Any] = {"plan": {
+        "optimizer_steps": len(plan.main), "conversations": len(examples),
+        "tokenize_report": {k: v for k, v in vars(report).items() if isinstance(v, (int, float))},
+        "supervised_tokens_trainer": supervised, "trainer_padding_share": pad_share,
+        "train_args": args.to_dict(),
+    }, "losses": {}}
+    ours_run: dict[str, Any] = {}
+
+    def ours() -> float:
+        model = copy.deepcopy(pristine)
+        result = train_causal_lm(model, examples, args, progress=False)
+        ours_run.update(losses=[loss for _, loss in result.losses], tokens=result.tokens_seen)
+        extra["plan"].update(supervised_tokens_ours=result.tokens_seen, input_tokens=result.input_tokens_seen,
+                             packed_row_fill=result.input_tokens_seen / packed_positions)
+        if result.tokens_seen != supervised:
+            raise AssertionError(f"supervised tokens differ: ours {result.tokens_seen}, Trainer {supervised}")
+        return float(result.tokens_seen)
+
+    def baseline() -> float:
+        model = copy.deepcopy(pristine)
+        with tempfile.TemporaryDirectory(prefix="bench-trainer-") as workdir:
+            _, losses = trainer_side(model, tokenizer, prepared.sequences, step_batches, args, Path(workdir))
+        ours_final, trainer_final = ours_run["losses"][-1], losses[-1]
+        relative = abs(ours_final - trainer_final) / abs(trainer_final)
+        extra["losses"].update({
+            "ours_final": ours_final, "trainer_final": trainer_final, "relative_difference": relative,
+            "tolerance_relative": loss_tolerance, "within_tolerance": relative <= loss_tolerance,
+            "ours_logged": ours_run["losses"], "trainer_every_step": losses,
+        })
+        return float(supervised)
+
+    result = compare(
+        name, ("imitlib train_causal_lm (packing)", ours),
+        ("transformers Trainer (DataCollatorForSeq2Seq padding)", baseline),
+        units="supervised tokens/s", target_ratio=1.5, repeats=repeats,
+        notes=(f"{source}; {len(examples)} conversations, {len(plan.main)} optimiser steps, lr {args.lr}, "
+               f"epochs {args.epochs}, batch {args.batch_size} rows x {args.seq_len}, torch threads "
+               f"{torch.get_num_threads()}; each run trains a fresh copy of the same weights"),
+        extra=extra, results_dir=results_dir,
+    )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", help="a model folder (default: the default world's base-m)")
+    parser.add_argument("--budget", type=int, default=9500, help="imitation token budget of the default study")
+    parser.add_argument("--kind", default="broad", choices=["broad", "task"])
+    parser.add_argument("--epochs", type=float, default=1.0, help="passes over the data (the study: 3)")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--warmup-steps", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=STUDY_THREADS, help="torch threads (the study: 2)")
+    parser.add_argument("--loss-tolerance", type=float, default=0.02, help="relative, on the final step's loss")
+    options = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    torch.set_num_threads(options.threads)
+    args = TrainArgs(lr=options.lr, epochs=options.epochs, batch_size=options.batch_size, seq_len=options.seq_len,
+                     warmup_steps=options.warmup_steps, schedule="cosine", packing=True, seed=0, log_every=1)
+    with tempfile.TemporaryDirectory(prefix="bench-training-") as scratch:
+        found = default_inputs(options.budget, options.kind)
+        if found is None:
+            model_dir, conversations, source = synthetic_inputs(Path(scratch) / "model")
+        else:
+            model_dir, conversations, source = found
+        if options.model_dir:
+            model_dir, source = Path(options.model_dir), f"{source} (model {options.model_dir})"
+        name = ("imitation_finetuning" if options.threads == STUDY_THREADS
+                else f"imitation_finetuning_threads{options.threads}")
+        benchmark(model_dir, conversations, args, options.repeats, options.loss_tolerance, source, name=name)
+
+
+if __name__ == "__main__":
+    main()

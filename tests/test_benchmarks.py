@@ -1,0 +1,93 @@
+"""The benchmark scripts' core functions run on a tiny model with one repeat and write valid JSON.
+
+Timings are never asserted (a shared 2-core machine is too noisy); what is checked is that both
+sides did the same work and that the result files hold what the README table is built from.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+import bench_serving  # noqa: E402
+import bench_study  # noqa: E402
+import bench_training  # noqa: E402
+from synthetic import synthetic_conversations, synthetic_model  # noqa: E402
+
+from imitlib.train.loop import TrainArgs  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    import torch
+
+    torch.set_num_threads(1)
+    return synthetic_model(tmp_path_factory.mktemp("tiny") / "model", hidden_size=16, layers=1, heads=2,
+                           intermediate_size=32)
+
+
+def _rate_block(block: dict) -> None:
+    assert len(block["all"]) == 1 and block["min"] == block["median"] == block["max"] > 0
+
+
+def test_training_benchmark_trains_both_sides_on_the_same_tokens(tiny_model, tmp_path):
+    args = TrainArgs(lr=1e-3, epochs=1, batch_size=4, seq_len=64, warmup_steps=1, log_every=1)
+    result = bench_training.benchmark(tiny_model, synthetic_conversations(24, user_words=(2, 6), answer_words=(3, 20)),
+                                      args, repeats=1, results_dir=tmp_path, name="training")
+    saved = json.loads((tmp_path / "training.json").read_text())
+    assert saved["ratio_of_medians"] == pytest.approx(result["ratio_of_medians"])
+    _rate_block(saved["ours"])
+    _rate_block(saved["baseline"])
+    plan = saved["plan"]
+    assert plan["supervised_tokens_ours"] == plan["supervised_tokens_trainer"] > 0
+    assert 0 < plan["trainer_padding_share"] < 1 and 0 < plan["packed_row_fill"] <= 1
+    losses = saved["losses"]
+    # the same steps on the same conversations: the loss curves agree step by step
+    assert len(losses["ours_logged"]) == len(losses["trainer_every_step"]) == plan["optimizer_steps"]
+    assert losses["ours_logged"] == pytest.approx(losses["trainer_every_step"], rel=1e-3)
+    assert losses["within_tolerance"] is True
+    assert saved["host"]["cpu_count"] >= 1 and "torch" in saved["packages"]
+
+
+def test_serving_benchmark_answers_every_prompt_on_both_sides(tiny_model, tmp_path):
+    conversations = [c[:1] for c in synthetic_conversations(6, user_words=(2, 5))]
+    bench_serving.benchmark(tiny_model, conversations, concurrency=3, batch_size=3, max_new_tokens=4, repeats=1,
+                            results_dir=tmp_path, name="serving", in_thread=True)
+    saved = json.loads((tmp_path / "serving.json").read_text())
+    _rate_block(saved["ours"])
+    _rate_block(saved["baseline"])
+    assert saved["units"] == "answers/s" and saved["target_ratio"] == 0.8
+    assert saved["agreement"]["of"] == 6 and 0 <= saved["agreement"]["identical_answers"] <= 6
+
+
+def test_study_benchmark_records_time_notebooks_and_tree_memory(tmp_path):
+    # a stand-in for `python -m imitlib run`: a child that holds ~200 MiB and an executed notebook
+    case = bench_study.Case("probe", ("params/smoke.yaml",), "probe_run", "outputs/probe", True, 60.0, 8.0)
+    notebooks = tmp_path / "outputs" / "probe" / "probe_run" / "notebooks"
+    notebook = {"cells": [{"cell_type": "code", "metadata": {"papermill": {"duration": 1.5}}},
+                          {"cell_type": "code", "metadata": {"papermill": {"duration": 0.25}}}],
+                "metadata": {"papermill": {"duration": 2.0, "start_time": "a", "end_time": "b", "exception": None}}}
+    script = tmp_path / "fake.py"
+    script.write_text(
+        "import json, os, pathlib, subprocess, sys, time\n"
+        f"out = pathlib.Path({str(notebooks)!r}); out.mkdir(parents=True)\n"
+        f"(out / '01_world.ipynb').write_text({json.dumps(json.dumps(notebook))})\n"
+        "subprocess.run([sys.executable, '-c', 'b = bytearray(200 * 2**20); import time; time.sleep(1.5)'], check=True)\n")
+    python = tmp_path / "python"
+    python.write_text(f"#!/bin/sh\nexec {sys.executable} {script}\n")
+    python.chmod(0o755)
+    result = bench_study.measure(case, project_root=tmp_path, python=str(python), results_dir=tmp_path)
+    saved = json.loads((tmp_path / "study_probe.json").read_text())
+    assert saved["returncode"] == result["returncode"] == 0
+    assert saved["notebooks"]["01_world"]["seconds"] == 2.0
+    assert saved["notebooks"]["01_world"]["slowest_cells"][0] == {"cell": 0, "seconds": 1.5}
+    assert saved["memory"]["peak_tree_rss_gib"] >= 0.19  # the child's 200 MiB were seen
+    assert saved["wall_seconds"] >= 1.5
+    assert saved["command"].endswith("run params/smoke.yaml --run-name probe_run --set run.output_root=outputs/probe")
+    assert bench_study.command_of(bench_study.CASES["smoke"], "py") == [
+        "py", "-m", "imitlib", "run", "params/smoke.yaml", "--run-name", "bench_smoke",
+        "--set", "run.output_root=outputs/bench_runs/smoke"]

@@ -1,0 +1,78 @@
+"""Seeds built in worker processes: results in seed order, one torch thread per worker, errors name the seed."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+import imitlib.config
+from imitlib.parallel import for_seeds, seed_worker_count, worker_threads
+from imitlib.world.report import stage_wall_seconds
+
+
+def record_process(cfg, seed: int) -> dict:
+    """Build step of the tests: writes which process and how many torch threads built this seed."""
+    import torch
+
+    out = Path(cfg.run.output_root) / f"seed{seed}.json"
+    if not out.exists():
+        out.write_text(json.dumps({"pid": os.getpid(), "threads": torch.get_num_threads(),
+                                   "progress": cfg.run.progress}))
+    return {"seed": seed, **json.loads(out.read_text())}
+
+
+def fail_on_seed_one(cfg, seed: int) -> int:
+    if seed == 1:
+        raise ValueError("bad seed")
+    return seed
+
+
+def _cfg(tmp_path: Path, seeds: list[int], workers: int, threads: int = 0):
+    return imitlib.config.load([], {"run.seeds": seeds, "run.seed_workers": workers, "run.torch_threads": threads,
+                                    "run.output_root": str(tmp_path), "run.device": "cpu"}, run_name="parallel")
+
+
+def test_seeds_are_built_in_worker_processes_and_returned_in_seed_order(tmp_path):
+    cfg = _cfg(tmp_path, [3, 1, 2], workers=2)
+    results = for_seeds(record_process, cfg)
+    assert [r["seed"] for r in results] == [3, 1, 2]
+    assert all(r["pid"] != os.getpid() for r in results)
+    assert {r["threads"] for r in results} == {max(1, (os.cpu_count() or 1) // 2)}
+    assert not any(r["progress"] for r in results)  # workers draw no progress bars over each other
+
+
+def test_one_worker_builds_in_this_process_with_the_configured_threads(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        results = for_seeds(record_process, _cfg(tmp_path, [0, 1], workers=1, threads=1))
+    finally:
+        torch.set_num_threads(before)
+    assert [r["pid"] for r in results] == [os.getpid(), os.getpid()]
+    assert [r["threads"] for r in results] == [1, 1]
+
+
+def test_a_failing_seed_raises_its_own_error_naming_the_seed(tmp_path):
+    with pytest.raises(ValueError, match="bad seed") as info:
+        for_seeds(fail_on_seed_one, _cfg(tmp_path, [0, 1], workers=2))
+    assert any("seed 1" in note for note in getattr(info.value, "__notes__", []))
+
+
+def test_worker_count_and_threads(tmp_path):
+    assert seed_worker_count(_cfg(tmp_path, [0, 1, 2], workers=8)) == 3
+    assert seed_worker_count(_cfg(tmp_path, [0], workers=4)) == 1
+    assert worker_threads(_cfg(tmp_path, [0, 1], workers=2, threads=3), 2) == 3
+    assert worker_threads(_cfg(tmp_path, [0, 1, 2], workers=3), 3) >= 1
+
+
+def test_stage_wall_time_counts_overlapping_builds_once(tmp_path):
+    spans = {"a": (100.0, 160.0), "b": (110.0, 150.0), "c": (200.0, 230.0)}
+    for name, (start, finish) in spans.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(json.dumps({"timings": {"started": start, "finished": finish}}))
+    assert stage_wall_seconds([tmp_path / n for n in spans]) == pytest.approx(60.0 + 30.0)
+    assert stage_wall_seconds([tmp_path / "a"]) == pytest.approx(60.0)
