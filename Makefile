@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
-.PHONY: install reproduce test smoke lab report real-small real-small-install environment
+.PHONY: install reproduce test test-real-small smoke lab report real-small real-small-install bench bench-study environment
 
 install: $(STAMP)
 
@@ -35,6 +35,21 @@ report: install
 
 test: install
 	$(PY) -m pytest -q
+
+# The real_small slice (real packaged models, a few prompts, two LoRA steps; ~3.5 min on 2 idle cores).
+test-real-small: real-small-install
+	IMITLIB_REAL_SLICE=1 $(PY) -m pytest -q tests/test_real_small.py
+
+# Speed against the obvious alternative (outputs/benchmarks/*.json); never asserted in tests.
+bench: install
+	$(PY) benchmarks/bench_training.py --epochs 3 --warmup-steps 10
+	$(PY) benchmarks/bench_serving.py --prompts 64 --new-tokens 96
+	$(PY) benchmarks/bench_study.py smoke
+	$(PY) benchmarks/bench_study.py cached
+
+# The default study from nothing, timed, with the peak memory of its process tree (rebuilds outputs/default).
+bench-study: install
+	$(PY) benchmarks/bench_study.py --full
 
 lab: install
 	$(VENV)/bin/jupyter lab notebooks/

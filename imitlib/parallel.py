@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from functools import partial
 from typing import Callable, TypeVar
 
 from tqdm.auto import tqdm
@@ -24,6 +25,15 @@ from tqdm.auto import tqdm
 from imitlib.config import Config
 
 T = TypeVar("T")
+
+
+def stage_done(stage_of: Callable[[Config, int], object]) -> Callable[[Config, int], bool]:
+    """A ``done`` predicate for :func:`for_seeds` from a ``(cfg, seed) -> Stage`` function."""
+    return partial(_stage_is_done, stage_of)
+
+
+def _stage_is_done(stage_of: Callable[[Config, int], object], cfg: Config, seed: int) -> bool:
+    return bool(getattr(stage_of(cfg, seed), "done"))
 
 
 def seed_worker_count(cfg: Config) -> int:
@@ -58,7 +68,17 @@ def _build_in_worker(build: Callable[[Config, int], object], cfg: Config, seed: 
     build(cfg, seed)
 
 
-def for_seeds(build: Callable[[Config, int], T], cfg: Config, desc: str = "seeds") -> list[T]:
+def _is_done(done: Callable[[Config, int], bool] | None, cfg: Config, seed: int) -> bool:
+    if done is None:
+        return False
+    try:
+        return bool(done(cfg, seed))
+    except Exception:  # an upstream stage is missing or unreadable: the build will say what
+        return False
+
+
+def for_seeds(build: Callable[[Config, int], T], cfg: Config, desc: str = "seeds",
+              done: Callable[[Config, int], bool] | None = None) -> list[T]:
     """``[build(cfg, seed) for seed in cfg.run.seeds]``, with the builds spread over ``run.seed_workers`` processes.
 
     Args:
@@ -66,6 +86,8 @@ def for_seeds(build: Callable[[Config, int], T], cfg: Config, desc: str = "seeds
             stage; calling it again once the stage is complete must only load it.
         cfg: the study config.
         desc: label of the progress bar over seeds.
+        done: optional ``(cfg, seed) -> bool``, true when that seed's stage is already complete; such seeds
+            are only loaded, and no worker processes start when every seed is complete.
 
     Raises:
         Whatever a worker raised, with a note naming the seed; the other seeds' workers are stopped
@@ -73,14 +95,15 @@ def for_seeds(build: Callable[[Config, int], T], cfg: Config, desc: str = "seeds
         and are rebuilt on the next run).
     """
     seeds = list(cfg.run.seeds)
-    workers = seed_worker_count(cfg)
+    todo = [seed for seed in seeds if not _is_done(done, cfg, seed)]
+    workers = min(seed_worker_count(cfg), len(todo))
     if workers > 1:
         threads = worker_threads(cfg, workers)
         quiet = cfg.model_copy(update={"run": cfg.run.model_copy(update={"progress": False, "torch_threads": threads})})
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
-            futures = {pool.submit(_build_in_worker, build, quiet, seed): seed for seed in seeds}
-            bar = tqdm(total=len(seeds), desc=f"{desc} ({workers} processes x {threads} threads)",
+            futures = {pool.submit(_build_in_worker, build, quiet, seed): seed for seed in todo}
+            bar = tqdm(total=len(todo), desc=f"{desc} ({workers} processes x {threads} threads)",
                        disable=not cfg.run.progress)
             pending = set(futures)
             try:

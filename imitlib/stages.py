@@ -33,7 +33,7 @@ from typing import Any, Iterator
 
 from imitlib.config import PROJECT_ROOT, Config
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: best-fit-decreasing packing; mc benchmark items carry the bare question
 COMPLETE_MARKER = "COMPLETE"
 MANIFEST = "manifest.json"
 TRACKED_PACKAGES = (

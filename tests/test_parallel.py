@@ -76,3 +76,12 @@ def test_stage_wall_time_counts_overlapping_builds_once(tmp_path):
         (tmp_path / name / "manifest.json").write_text(json.dumps({"timings": {"started": start, "finished": finish}}))
     assert stage_wall_seconds([tmp_path / n for n in spans]) == pytest.approx(60.0 + 30.0)
     assert stage_wall_seconds([tmp_path / "a"]) == pytest.approx(60.0)
+
+
+def test_complete_seeds_are_only_loaded_in_this_process(tmp_path):
+    cfg = _cfg(tmp_path, [0, 1, 2], workers=3)
+    results = for_seeds(record_process, cfg, done=lambda c, seed: seed != 2)
+    assert [r["pid"] == os.getpid() for r in results] == [True, True, True]  # one seed left: no worker processes
+    (tmp_path / "b").mkdir()
+    results = for_seeds(record_process, _cfg(tmp_path / "b", [0, 1, 2], workers=3), done=lambda c, seed: seed == 0)
+    assert [r["pid"] == os.getpid() for r in results] == [True, False, False]

@@ -250,3 +250,22 @@ def test_schedule_min_steps_and_max_steps(tokenizer, chat_examples):
         opt.step()
         sched.step()
     assert rates[:5] == pytest.approx([0, 0.25, 0.5, 0.75, 1.0]) and rates[-1] < 0.02
+
+
+def test_pack_rows_best_fit_fills_rows_and_keeps_every_sequence_once():
+    import random
+
+    from imitlib.train.loop import pack_rows
+
+    rng = random.Random(0)
+    lengths = [rng.randint(5, 120) for _ in range(300)]
+    order = list(range(300))
+    rng.shuffle(order)
+    rows = pack_rows(order, lengths, 128, packing=True)
+    assert sorted(i for row in rows for i in row) == list(range(300))
+    assert max(sum(lengths[i] for i in row) for row in rows) <= 128
+    fill = sum(lengths) / (128 * len(rows))
+    assert fill > 0.9  # next-fit in arrival order fills 0.76 of these rows
+    firsts = [min(order.index(i) for i in row) for row in rows]
+    assert firsts == sorted(firsts)  # rows follow the shuffled order of their earliest member
+    assert pack_rows(order, lengths, 128, packing=False) == [[i] for i in order]

@@ -263,9 +263,10 @@ def build_imitation_data(cfg: Config, seed: int, world: Any | None = None) -> Im
 # ---------------------------------------------------------------------------------------------
 def build_all(cfg: Config) -> dict[int, ImitationData]:
     """Build (or reuse) the imitation data of every seed in ``run.seeds``."""
-    from imitlib.parallel import for_seeds
+    from imitlib.parallel import for_seeds, stage_done
 
-    return dict(zip(cfg.run.seeds, for_seeds(build_imitation_data, cfg, desc="02_imitation_data seeds")))
+    return dict(zip(cfg.run.seeds, for_seeds(build_imitation_data, cfg, desc="02_imitation_data seeds",
+                                             done=stage_done(imitation_stage))))
 
 
 def budget_table(data: dict[int, ImitationData]):

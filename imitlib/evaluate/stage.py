@@ -165,3 +165,10 @@ def build_evaluation(cfg: Config, seed: int) -> Evaluation:
 
             _write_parquet(merged, work / "samples.parquet")
     return Evaluation(stage.path)
+
+
+def build_evaluations(cfg: Config) -> list[Evaluation]:
+    """:func:`build_evaluation` for every seed of ``run.seeds`` (in ``run.seed_workers`` processes; complete ones only load)."""
+    from imitlib.parallel import for_seeds, stage_done
+
+    return for_seeds(build_evaluation, cfg, desc="04_evaluate seeds", done=stage_done(evaluation_stage))

@@ -78,6 +78,18 @@ def _leaves(decomposition: list[dict], path: list[str]) -> Iterable[tuple[dict, 
             yield sub, path
 
 
+def _fanoutqa_questions(path: str | Path | None) -> tuple[Path, list]:
+    """The FanOutQA dev file (default: the one shipped in the ``fanoutqa`` package) and its questions."""
+    path = Path(path) if path is not None else package_data_file("fanoutqa", FANOUTQA_DEV)
+    try:
+        questions = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise PackageDataError(f"{path}: cannot read FanOutQA JSON: {err}") from err
+    if not isinstance(questions, list):
+        raise PackageDataError(f"{path}: expected a list of questions, got {type(questions).__name__}")
+    return path, questions
+
+
 def fanoutqa_items(path: str | Path | None = None) -> list[dict[str, Any]]:
     """FanOutQA dev single-hop sub-questions with a single (scalar) answer, as ``qa`` task items.
 
@@ -88,13 +100,7 @@ def fanoutqa_items(path: str | Path | None = None) -> list[dict[str, Any]]:
     Args:
         path: the dev JSON file (default: the one shipped in the ``fanoutqa`` package).
     """
-    path = Path(path) if path is not None else package_data_file("fanoutqa", FANOUTQA_DEV)
-    try:
-        questions = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise PackageDataError(f"{path}: cannot read FanOutQA JSON: {err}") from err
-    if not isinstance(questions, list):
-        raise PackageDataError(f"{path}: expected a list of questions, got {type(questions).__name__}")
+    path, questions = _fanoutqa_questions(path)
     items = []
     for index, question in enumerate(questions):
         try:
@@ -137,13 +143,7 @@ def fanoutqa_open_items(path: str | Path | None = None) -> list[dict[str, Any]]:
     Args:
         path: the dev JSON file (default: the one shipped in the ``fanoutqa`` package).
     """
-    path = Path(path) if path is not None else package_data_file("fanoutqa", FANOUTQA_DEV)
-    try:
-        questions = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise PackageDataError(f"{path}: cannot read FanOutQA JSON: {err}") from err
-    if not isinstance(questions, list):
-        raise PackageDataError(f"{path}: expected a list of questions, got {type(questions).__name__}")
+    path, questions = _fanoutqa_questions(path)
     items = []
     for index, question in enumerate(questions):
         try:

@@ -191,20 +191,31 @@ def _permutation(n: int, seed: int) -> list[int]:
 
 
 def pack_rows(order: Sequence[int], lengths: Sequence[int], seq_len: int, packing: bool) -> list[list[int]]:
-    """Group sequence indices into rows of at most ``seq_len`` tokens (next-fit, order kept)."""
+    """Group sequence indices into rows of at most ``seq_len`` tokens.
+
+    Best-fit decreasing: the longest sequences are placed first, each into the fullest row that still
+    has room, so rows are nearly full (little padding); rows are then ordered by their earliest member
+    in ``order`` (a shuffled epoch gives shuffled rows). Without packing every sequence is its own row.
+    """
     if not packing:
         return [[i] for i in order]
+    position = {i: k for k, i in enumerate(order)}
     rows: list[list[int]] = []
-    current: list[int] = []
-    used = 0
-    for i in order:
-        if current and used + lengths[i] > seq_len:
-            rows.append(current)
-            current, used = [], 0
-        current.append(i)
-        used += lengths[i]
-    if current:
-        rows.append(current)
+    free: list[int] = []
+    for i in sorted(position, key=lambda i: (-lengths[i], position[i])):
+        best = -1
+        for r, space in enumerate(free):
+            if lengths[i] <= space and (best < 0 or space < free[best]):
+                best = r
+                if space == lengths[i]:
+                    break
+        if best < 0:
+            rows.append([i])
+            free.append(seq_len - lengths[i])
+        else:
+            rows[best].append(i)
+            free[best] -= lengths[i]
+    rows.sort(key=lambda row: min(position[i] for i in row))
     return rows
 
 

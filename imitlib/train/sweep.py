@@ -264,6 +264,15 @@ def loss_curve_figure(curves: pd.DataFrame):
     return grid.figure
 
 
+def sweep_built(cfg: Config, seed: int) -> bool:
+    """True when every run of this seed's sweep is trained (raises when its world or data is missing)."""
+    try:
+        run_sweep(cfg, seed, progress=False, build=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def run_sweeps(cfg: Config, progress: bool | None = None) -> pd.DataFrame:
     """:func:`run_sweep` for every seed of ``cfg.run.seeds``; the table is also saved as
     ``<tables_dir>/03_train_runs.csv``."""
@@ -273,7 +282,7 @@ def run_sweeps(cfg: Config, progress: bool | None = None) -> pd.DataFrame:
 
     if progress is not None and progress != cfg.run.progress:
         cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"progress": progress})})
-    frames = for_seeds(run_sweep, cfg, desc="03_train seeds")
+    frames = for_seeds(run_sweep, cfg, desc="03_train seeds", done=sweep_built)
     table = pd.concat(frames, ignore_index=True)
     with atomic_path(cfg.tables_dir / "03_train_runs.csv") as tmp:
         table.to_csv(tmp, index=False)

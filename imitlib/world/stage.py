@@ -177,6 +177,13 @@ def build_world(cfg: Config, seed: int, progress: bool | None = None) -> Stage:
     return stage
 
 
+def build_worlds(cfg: Config) -> list[Stage]:
+    """:func:`build_world` for every seed of ``run.seeds`` (in ``run.seed_workers`` processes; complete ones only load)."""
+    from imitlib.parallel import for_seeds, stage_done
+
+    return for_seeds(build_world, cfg, desc="01_world seeds", done=stage_done(world_stage))
+
+
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
 
