@@ -177,7 +177,7 @@ def _deep_merge(into: dict, new: dict, origin: dict, source: str, prefix: tuple 
     """Merge ``new`` into ``into`` in place, recording in ``origin`` which source set each key."""
     for key, value in new.items():
         path = prefix + (str(key),)
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
+        if isinstance(value, dict) and value and isinstance(into.get(key), dict):  # {} replaces (empties)
             _deep_merge(into[key], value, origin, source, path)
         else:
             into[key] = copy.deepcopy(value)
@@ -303,13 +303,16 @@ def load(
         paths = [BASE_PARAMS] + [p for p in paths if p.resolve() != BASE_PARAMS.resolve()]
     merged: dict = {}
     origin: dict[tuple, str] = {}
+    schema: dict = {}  # params/base.yaml as written: the known keys (its {} dicts take any keys)
     for path in paths:
         data = _read_yaml(path)
         if path.resolve() != BASE_PARAMS.resolve():
-            _check_known_keys(data, merged, path)
+            _check_known_keys(data, schema, path)
+        else:
+            schema = copy.deepcopy(data)
         _deep_merge(merged, data, origin, str(path))
     extra = _normalise_overrides(overrides)
-    _check_known_keys(extra, merged, "overrides")
+    _check_known_keys(extra, schema, "overrides")
     _deep_merge(merged, extra, origin, "overrides")
     for reserved in ("run_name", "params_files"):
         if reserved in merged:

@@ -115,9 +115,11 @@ def test_output_root_may_not_escape_project() -> None:
 
 @pytest.mark.parametrize("root", ["../elsewhere", "outputs/../notebooks", "outputs/../../x", "results", "outputsx/a",
                                   "/", "/etc/imitlib", str(PROJECT_ROOT / "notebooks"), str(PROJECT_ROOT) + "/outputs2",
-                                  "/tmpx/run", " "])
+                                  "{allowed}x/run", " "])
 def test_output_root_outside_outputs_is_refused_naming_the_key(tmp_path: Path, monkeypatch, root: str) -> None:
-    monkeypatch.setenv(EXTERNAL_ROOTS_ENV, "/tmp")
+    allowed = tmp_path / "allowed"  # an allowed external root that never contains the project (which may lie in /tmp)
+    monkeypatch.setenv(EXTERNAL_ROOTS_ENV, str(allowed))
+    root = root.format(allowed=allowed)
     params = tmp_path / "p.yaml"
     params.write_text(f"run:\n  seeds: [0]\n  output_root: '{root}'\n")
     with pytest.raises(ConfigError) as err:
@@ -263,3 +265,13 @@ def test_override_syntax_error() -> None:
 
 def test_a_single_params_file_as_a_string() -> None:
     assert load("params/smoke.yaml").run_name == "smoke"
+
+
+def test_free_form_dicts_stay_open_after_a_params_file_fills_them_and_an_empty_dict_empties_them(tmp_path):
+    filled = tmp_path / "filled.yaml"
+    filled.write_text("world:\n  real:\n    heldout_items: {qa: 10}\n")
+    cfg = load([filled], {"world.real.heldout_items.mc": 5})
+    assert cfg.world.real.heldout_items == {"qa": 10, "mc": 5}
+    assert load([filled], ["world.real.heldout_items={}"]).world.real.heldout_items == {}
+    with pytest.raises(ConfigError, match="unknown key 'world.real.heldout_itemz'"):
+        load([filled], {"world.real.heldout_itemz": {"qa": 1}})

@@ -1,4 +1,4 @@
-"""A tiny slice of the real_small track on the real packaged models, stages 01–05 end to end.
+"""A tiny slice of the real_small track on the real packaged models, through the five notebooks (01–05).
 
 SmolLM2-135M-Instruct (teacher, served through the project's own API) and Gemma-3-270M (student,
 LoRA) with a few prompts, two training steps per run and a few evaluation items per benchmark.
@@ -52,43 +52,36 @@ pytestmark = [
 
 REAL_PARAMS = Path(__file__).resolve().parent.parent / "params" / "real_small.yaml"
 
-SLICE = {
-    "run": {"progress": False, "torch_threads": 1, "allow_external_output_root": True},
-    "world": {"real": {"heldout_items": {"qa": 3, "mc": 2, "code": 2, "open": 2},
-                       "imitation_items": {"qa": 6, "mc": 5, "code": 1, "open": 3}}},
-    "imitation": {"teacher": {"max_new_tokens": 16, "server_max_batch": 8, "max_concurrency": 8, "timeout_s": 1200.0,
-                              "max_retries": 1},
-                  "broad_max_prompts": 6, "task_prompts": 4, "task_seed_pairs": 3, "task_pairs_shown": 2,
-                  "task_generation_requests": 1, "diversity_sample": 10, "token_budgets": [300]},
-    "train": {"max_steps": 2, "min_steps": 2, "batch_size": 2, "seq_len": 96, "warmup_steps": 0,
-              "checkpoint_every": 0, "log_every": 1, "data_kinds": ["broad"]},
-    "evaluate": {"batch_size": 4, "benchmarks": {"limit": 2, "max_gen_toks": 8, "code_max_gen_toks": 24},
-                 "max_prompts_per_family": 2, "max_new_tokens": 12,
-                 "style_rater": {"fit_prompts": 4, "lexical_features": 5}, "judge": {"endpoint": "none"}},
-    "analysis": {"bootstrap_samples": 50},
-}
+SLICE_PARAMS = Path(__file__).resolve().parent / "fixtures" / "real" / "slice.yaml"
 
 
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory):
-    """Stages 01–05 of a tiny real_small slice (built once for the module)."""
-    import torch
+    """Stages 01–05 of a tiny real_small slice, run through the five notebooks as a user runs them
+    (``python -m imitlib run``); the stages are then loaded from the cache (built once for the module)."""
+    import subprocess
+    import sys
 
     import imitlib.config
     from imitlib.analysis import run_analysis
-    from imitlib.data.stage import build_imitation_data
+    from imitlib.config import PROJECT_ROOT
+    from imitlib.data.stage import load_imitation_data
     from imitlib.evaluate import build_evaluation
     from imitlib.train.sweep import run_sweep
-    from imitlib.world import build_world, load_world
+    from imitlib.world import load_world
 
-    torch.set_num_threads(1)
-    overrides = {**SLICE, "run": {**SLICE["run"], "output_root": str(tmp_path_factory.mktemp("real_small"))}}
-    cfg = imitlib.config.load([str(REAL_PARAMS)], overrides, "real_slice")
-    build_world(cfg, 0)
+    root = tmp_path_factory.mktemp("real_small")
+    done = subprocess.run([sys.executable, "-m", "imitlib", "run", str(REAL_PARAMS), str(SLICE_PARAMS),
+                           "--run-name", "real_slice", "--no-report", "--set", f"run.output_root={root}"],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    cfg = imitlib.config.load([str(REAL_PARAMS), str(SLICE_PARAMS)], {"run.output_root": str(root)}, "real_slice")
+    for notebook in ("01_world", "02_imitation_data", "03_train", "04_evaluate", "05_analysis"):
+        assert (cfg.run_dir / "notebooks" / f"{notebook}.ipynb").exists(), notebook
     world = load_world(cfg, 0)
-    data = build_imitation_data(cfg, 0, world)
-    sweep = run_sweep(cfg, 0, world=world, data=data)
-    evaluation = build_evaluation(cfg, 0)
+    data = load_imitation_data(cfg, 0, world)
+    sweep = run_sweep(cfg, 0, world=world, data=data, build=False)
+    evaluation = build_evaluation(cfg, 0)  # complete: only loads
     analysis = run_analysis(cfg)
     return cfg, world, data, sweep, evaluation, analysis
 

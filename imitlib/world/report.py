@@ -32,8 +32,23 @@ def load_worlds(cfg: Config) -> list[World]:
     return [load_world(cfg, seed) for seed in cfg.run.seeds]
 
 
+def _is_real(world: Any) -> bool:
+    return getattr(world, "kind", "miniature") == "real"
+
+
+NOT_COMPUTABLE_REAL = ("not computable on the real track: its models are pretrained elsewhere, so there is no "
+                       "pretraining here and no world calibration (the calibration targets are for the miniature world)")
+
+
 def kb_table(world: World, rows: int | None = None) -> pd.DataFrame:
-    """The knowledge base as a table (one row per individual), most popular first."""
+    """The knowledge base as a table (one row per individual), most popular first.
+
+    On the real track (no knowledge base) the resolved models instead: role, spec, folder, parameters.
+    """
+    if _is_real(world):
+        from imitlib.real.world import model_table
+
+        return model_table([world])
     kb = world.kb
     frame = pd.DataFrame([{"name": n, "split": kb.split[n], "popularity": round(kb.popularity[n], 4),
                            **{a: kb.individuals[n][a] for a in ATTRIBUTES}} for n in kb.names])
@@ -42,7 +57,11 @@ def kb_table(world: World, rows: int | None = None) -> pd.DataFrame:
 
 
 def corpus_table(world: World, per_kind: int = 2) -> pd.DataFrame:
-    """A few pretraining documents of each kind."""
+    """A few pretraining documents of each kind (real track: items per family and split instead)."""
+    if _is_real(world):
+        from imitlib.real.world import item_count_table
+
+        return item_count_table([world])
     frame = pd.DataFrame(world.corpus_examples)
     return frame.groupby("kind", sort=True).head(per_kind).sort_values("kind").reset_index(drop=True)
 
@@ -53,7 +72,12 @@ def calibration_rows(worlds: list[World]) -> pd.DataFrame:
 
 
 def calibration_table(worlds: list[World]) -> pd.DataFrame:
-    """Per-model calibration pooled over seeds, with 95% Wilson intervals (proportions in %)."""
+    """Per-model calibration pooled over seeds, with 95% Wilson intervals (proportions in %).
+
+    Empty on the real track (see :data:`NOT_COMPUTABLE_REAL`).
+    """
+    if any(_is_real(w) for w in worlds):
+        return pd.DataFrame(columns=["model", "role", "params", "seeds", "note"])
     rows = calibration_rows(worlds)
     out = []
     for (model, role), group in rows.groupby(["model", "role"], sort=False):
@@ -92,7 +116,9 @@ def stage_wall_seconds(stage_dirs: list[Path]) -> float:
 
 
 def calibration_checks(table: pd.DataFrame, worlds: list[World], time_budget_seconds: float) -> pd.DataFrame:
-    """The issue's calibration targets, each measured and marked met or not."""
+    """The world's calibration targets, each measured and marked met or not (real track: one row saying why none apply)."""
+    if any(_is_real(w) for w in worlds) or table.empty:
+        return pd.DataFrame([{"target": "world calibration", "measured": NOT_COMPUTABLE_REAL, "met": None}])
     bases = table[table["role"] == "base"].sort_values("params")
     teacher = table[table["role"] == TEACHER].iloc[0]
     smallest, largest = bases.iloc[0], bases.iloc[-1]
@@ -124,9 +150,11 @@ def calibration_checks(table: pd.DataFrame, worlds: list[World], time_budget_sec
 
 
 def loss_curves(worlds: list[World]) -> pd.DataFrame:
-    """Long table of every training run's loss curve: seed, run, step, loss."""
+    """Long table of every training run's loss curve: seed, run, step, loss (empty on the real track)."""
     rows = []
     for world in worlds:
+        if _is_real(world):
+            continue
         for run, record in world.training.items():
             for step, loss in record["losses"]:
                 rows.append({"seed": world.seed, "run": run, "kind": record["kind"], "step": step, "loss": loss})
@@ -134,7 +162,9 @@ def loss_curves(worlds: list[World]) -> pd.DataFrame:
 
 
 def teacher_chats(worlds: list[World]) -> pd.DataFrame:
-    """Sample teacher chats of the first seed."""
+    """Sample teacher chats of the first seed (real track: none are stored; the imitation data shows the teacher)."""
+    if _is_real(worlds[0]):
+        return pd.DataFrame([{"note": "the real track's teacher answers appear in notebook 02 (imitation data)"}])
     return pd.DataFrame(worlds[0].samples["teacher_chats"])
 
 
@@ -143,6 +173,8 @@ def plot_loss_curves(curves: pd.DataFrame):
     import matplotlib.pyplot as plt
     import seaborn as sns
 
+    if curves.empty:
+        return _note_figure("pretraining loss curves: " + NOT_COMPUTABLE_REAL)
     kinds = list(dict.fromkeys(curves["kind"]))
     fig, axes = plt.subplots(1, len(kinds), figsize=(5.5 * len(kinds), 3.6), squeeze=False)
     for ax, kind in zip(axes[0], kinds):
@@ -158,6 +190,8 @@ def plot_calibration(table: pd.DataFrame):
     """Figure: few-shot recall per model and the teacher's chat accuracy, with 95% intervals."""
     import matplotlib.pyplot as plt
 
+    if table.empty:
+        return _note_figure("world calibration: " + NOT_COMPUTABLE_REAL)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     labels = [f"{m}\n({p / 1e6:.2f}M)" for m, p in zip(table["model"], table["params"])]
     x = range(len(table))
@@ -175,8 +209,24 @@ def plot_calibration(table: pd.DataFrame):
     return fig
 
 
+def _note_figure(text: str):
+    """A small figure that states why there is nothing to plot."""
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 1.6))
+    ax.axis("off")
+    ax.text(0.5, 0.5, textwrap.fill(text, 90), ha="center", va="center", fontsize=10)
+    return fig
+
+
 def task_examples(world: World) -> pd.DataFrame:
-    """The first item of every task family and split."""
+    """The first item of every task family and split (real track: a few items of each)."""
+    if _is_real(world):
+        from imitlib.real.world import task_table
+
+        return task_table(world, per_family=1)
     from imitlib.world.kb import SPLITS
     from imitlib.world.tasks import FAMILIES
 
