@@ -78,16 +78,22 @@ def _leaves(decomposition: list[dict], path: list[str]) -> Iterable[tuple[dict, 
             yield sub, path
 
 
+def _package_json(path: str | Path | None, distribution: str, relative: str, what: str, kind: type,
+                  expected: str) -> tuple[Path, Any]:
+    """A JSON file (default: ``relative`` inside the installed ``distribution``), checked to be a ``kind``."""
+    path = Path(path) if path is not None else package_data_file(distribution, relative)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise PackageDataError(f"{path}: cannot read {what} JSON: {err}") from err
+    if not isinstance(data, kind):
+        raise PackageDataError(f"{path}: expected {expected}, got {type(data).__name__}")
+    return path, data
+
+
 def _fanoutqa_questions(path: str | Path | None) -> tuple[Path, list]:
     """The FanOutQA dev file (default: the one shipped in the ``fanoutqa`` package) and its questions."""
-    path = Path(path) if path is not None else package_data_file("fanoutqa", FANOUTQA_DEV)
-    try:
-        questions = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise PackageDataError(f"{path}: cannot read FanOutQA JSON: {err}") from err
-    if not isinstance(questions, list):
-        raise PackageDataError(f"{path}: expected a list of questions, got {type(questions).__name__}")
-    return path, questions
+    return _package_json(path, "fanoutqa", FANOUTQA_DEV, "FanOutQA", list, "a list of questions")
 
 
 def fanoutqa_items(path: str | Path | None = None) -> list[dict[str, Any]]:
@@ -234,13 +240,8 @@ def mmlu_dev_items(path: str | Path | None = None) -> list[dict[str, Any]]:
     Args:
         path: the ``_cot_prompts.json`` file (default: the one inside the installed ``lm_eval``).
     """
-    path = Path(path) if path is not None else package_data_file("lm_eval", MMLU_COT_PROMPTS)
-    try:
-        prompts = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise PackageDataError(f"{path}: cannot read MMLU prompts JSON: {err}") from err
-    if not isinstance(prompts, dict):
-        raise PackageDataError(f"{path}: expected a mapping subject -> prompt text")
+    path, prompts = _package_json(path, "lm_eval", MMLU_COT_PROMPTS, "MMLU prompts", dict,
+                                  "a mapping subject -> prompt text")
     items = []
     for subject, text in prompts.items():
         if not isinstance(text, str) or "\n\nQ: " not in "\n\n" + text.split("\n\n", 1)[-1]:
