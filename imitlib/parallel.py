@@ -15,7 +15,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import sys
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from functools import partial
 from typing import Callable, TypeVar
@@ -23,6 +22,7 @@ from typing import Callable, TypeVar
 from tqdm.auto import tqdm
 
 from imitlib.config import Config
+from imitlib.processes import die_with_parent
 
 T = TypeVar("T")
 
@@ -33,7 +33,7 @@ def stage_done(stage_of: Callable[[Config, int], object]) -> Callable[[Config, i
 
 
 def _stage_is_done(stage_of: Callable[[Config, int], object], cfg: Config, seed: int) -> bool:
-    return bool(getattr(stage_of(cfg, seed), "done"))
+    return bool(stage_of(cfg, seed).done)
 
 
 def seed_worker_count(cfg: Config) -> int:
@@ -57,11 +57,7 @@ def _init_worker(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    if sys.platform.startswith("linux"):  # a worker stops when the process that started it dies (even by SIGKILL)
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    die_with_parent(signal.SIGKILL)  # a worker stops when the process that started it dies
 
 
 def _build_in_worker(build: Callable[[Config, int], object], cfg: Config, seed: int) -> None:

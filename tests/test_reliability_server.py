@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from imitlib.config import PROJECT_ROOT  # noqa: E402
+from imitlib.processes import stop_process  # noqa: E402
 from imitlib.teacher.server import MAX_REQUEST_BYTES, free_port  # noqa: E402
 
 LAUNCHER = Path(__file__).parent / "fixtures" / "reliability" / "serve_tiny_teacher.py"
@@ -46,12 +47,7 @@ def server(tmp_path_factory):
             time.sleep(0.2)
         yield process, base_url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 FAMILIES = ("qa", "mc", "bio", "compare", "skill", "provoke")
 
@@ -123,21 +123,11 @@ def parse_generated_questions(
     ``allowed_names`` (imitation split), none of ``forbidden_names`` (held out), and differs from
     ``seen`` (e.g. the seed questions) and from the others found.
     """
-    seen_norm = {_normal(s) for s in seen}
-    found = []
-    for match in _QUESTION.finditer(text):
-        question = " ".join(match.group(1).split())
+    def names_allowed(question: str) -> bool:
         words = set(re.findall(r"\w+", question))
-        if not 3 <= len(question.split()) <= 40:
-            continue
-        if not words & allowed_names or words & forbidden_names:
-            continue
-        norm = _normal(question)
-        if norm in seen_norm:
-            continue
-        seen_norm.add(norm)
-        found.append(question)
-    return found
+        return bool(words & allowed_names) and not words & forbidden_names
+
+    return _distinct_questions(_QUESTION, text, seen, names_allowed)
 
 
 def parse_open_questions(text: str, excluded: Iterable[str] = ()) -> list[str]:
@@ -148,11 +138,18 @@ def parse_open_questions(text: str, excluded: Iterable[str] = ()) -> list[str]:
     differs from every ``excluded`` text (the seed questions, the held-out questions, and the others
     found).
     """
-    seen_norm = {_normal(s) for s in excluded}
+    return _distinct_questions(_OPEN_QUESTION, text, excluded)
+
+
+def _distinct_questions(pattern: re.Pattern, text: str, seen: Iterable[str],
+                        valid: Callable[[str], bool] = lambda question: True) -> list[str]:
+    """The questions ``pattern`` finds in ``text`` that have 3–40 words, pass ``valid`` and differ
+    (after normalising) from ``seen`` and from each other, in order of appearance."""
+    seen_norm = {_normal(s) for s in seen}
     found = []
-    for match in _OPEN_QUESTION.finditer(text):
+    for match in pattern.finditer(text):
         question = " ".join(match.group(1).split())
-        if not 3 <= len(question.split()) <= 40:
+        if not 3 <= len(question.split()) <= 40 or not valid(question):
             continue
         norm = _normal(question)
         if norm in seen_norm:

@@ -30,6 +30,7 @@ from typing import Any, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from imitlib.processes import die_with_parent, stop_process
 from imitlib.teacher.cache import Sampling
 from imitlib.teacher.local import LocalTeacher
 
@@ -347,16 +348,6 @@ def _wait_ready(base_url: str, timeout_s: float, alive=lambda: True) -> None:
     raise TimeoutError(f"server at {base_url} not ready after {timeout_s:.0f} s ({last})")
 
 
-def _stop_with_parent() -> None:
-    """In the server child before exec: on Linux, have the kernel SIGTERM it when its parent dies (even by SIGKILL)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 @dataclass(frozen=True)
 class Endpoint:
     """Where a running server answers: ``base_url`` ends in ``/v1``; ``model`` is its model name."""
@@ -385,7 +376,7 @@ def served_teacher(model_dir: str | Path, model_name: str | None = None, host: s
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     if "torch" in sys.modules:  # the server uses as many torch threads as its caller (one per seed worker)
         env["OMP_NUM_THREADS"] = str(sys.modules["torch"].get_num_threads())
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_stop_with_parent)
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent)
     base_url = f"http://{host}:{port}/v1"
     try:
         try:
@@ -395,13 +386,7 @@ def served_teacher(model_dir: str | Path, model_name: str | None = None, host: s
             raise RuntimeError(f"teacher server for {model_dir} did not start: {exc}\n--- server log ---\n{tail}") from None
         yield Endpoint(base_url=base_url, model=name)
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
         log.close()
         with contextlib.suppress(OSError):
             os.unlink(log.name)
