@@ -282,6 +282,7 @@ def load(
     files: list[str | Path] | tuple = (),
     overrides: dict | list[str] | None = None,
     run_name: str | None = None,
+    check_files: bool = True,
 ) -> Config:
     """Load and validate params.
 
@@ -289,6 +290,8 @@ def load(
         files: params files merged in order after ``params/base.yaml`` (which is always first).
         overrides: dotted-key overrides, as a dict ``{"train.lr": 1e-3}`` or ``["train.lr=1e-3"]``.
         run_name: output folder name; defaults to the stem of the last params file.
+        check_files: check that the input files the params name exist and start in their format
+            (off only for planning a run whose data is not there yet).
 
     Returns:
         The validated :class:`Config`.
@@ -325,7 +328,8 @@ def load(
         cfg = Config.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, origin)) from None
-    _check_input_files(cfg, origin)
+    if check_files:
+        _check_input_files(cfg, origin)
     return cfg
 
 

@@ -9,7 +9,7 @@ import pytest
 from imitlib import config
 from imitlib.analysis import claims, metrics, preference, report, stats, style, tables
 from imitlib.settings.analysis import ClaimSettings
-from test_analysis_synthetic import make_samples
+from test_analysis_synthetic import BASES, make_samples
 
 LIST_ANSWER = "Here is what I know about Zorvath.\n- born in 1987\n- lives in Oslo\n- works as a pilot"
 LIST_SUMMARY = LIST_ANSWER + "\n\nIn summary, Zorvath is a pilot from Oslo."
@@ -100,7 +100,8 @@ def test_decide_rules():
     assert stats.decide(est(0.4, 0.6), 0.5, "above") == "inconclusive"
     assert stats.decide(est(-0.1, 0.01), 0.02, "below") == "reproduced"
     assert stats.decide(est(0.05, 0.2), 0.02, "below") == "not reproduced"
-    assert stats.decide(stats.Estimate.missing(10), 0.0, "above") == "inconclusive"
+    assert stats.decide(stats.Estimate.missing(10), 0.0, "above") == "not computable"
+    assert stats.decide(stats.Estimate(0.5, np.nan, np.nan, np.empty(0)), 0.0, "above") == "inconclusive"
     with pytest.raises(ValueError):
         stats.decide(est(0, 1), 0, "sideways")  # type: ignore[arg-type]
 
@@ -155,7 +156,7 @@ def test_scorecard_reproduced_when_the_effects_are_there():
     paper_claims = ("C1", "C1b", "C2", "C3", "C4", "C5", "C6")
     assert card.loc[list(paper_claims), "verdict"].to_dict() == {c: "reproduced" for c in paper_claims}
     # without replay-only controls the controlled rows have no data
-    assert card.loc["C2c", "verdict"] == card.loc["C4c", "verdict"] == "inconclusive"
+    assert card.loc["C2c", "verdict"] == card.loc["C4c", "verdict"] == "not computable"
     assert card.loc["C2", "value"] == pytest.approx(-0.10, abs=0.04)
     assert card.loc["C5", "value"] > 0.7
 
@@ -167,14 +168,23 @@ def test_scorecard_not_reproduced_when_the_effects_are_reversed():
         assert card.loc[claim, "verdict"] == "not reproduced", (claim, card.loc[claim].to_dict())
 
 
-def test_scorecard_inconclusive_without_an_effect_or_data():
+def test_scorecard_inconclusive_without_an_effect_and_not_computable_without_data():
     samples = make_samples(seeds=(0,), n_items=15, size_gain=0.0, task_gain=0.0)
     samples = samples[samples["data_kind"] != "task"]
     store = metrics.compute_metrics(metrics.validate_samples(samples), n_resamples=200)
     card = claims.scorecard(store, ClaimSettings()).set_index("claim")
-    assert card.loc["C3", "verdict"] == "inconclusive"
-    assert card.loc["C4", "verdict"] == "inconclusive"
+    assert card.loc["C3", "verdict"] == "inconclusive"  # two sizes, no size effect
+    assert card.loc["C4", "verdict"] == "not computable"
     assert "no task-specific" in card.loc["C4", "note"]
+    largest = list(BASES)[-1]
+    one_base = samples[samples["base_model"].isin(["teacher", largest])]
+    store = metrics.compute_metrics(metrics.validate_samples(one_base), n_resamples=200)
+    card = claims.scorecard(store, ClaimSettings()).set_index("claim")
+    assert card.loc["C3", "verdict"] == "not computable"
+    assert card.loc["C3", "note"] == "needs two base sizes"
+    assert card.loc["C1", "verdict"] != "not computable"
+    text = claims.scorecard_markdown(card.reset_index(), "one-base", 0.95, 200)
+    assert "not computable" in text.splitlines()[2]
 
 
 def test_scorecard_compares_against_the_replay_only_control():
@@ -218,3 +228,34 @@ def test_missing_results_say_where(tmp_path):
     cfg = config.load(["params/smoke.yaml"], {"run.output_root": str(tmp_path)})
     with pytest.raises(report.ResultsNotFound, match="04_evaluate"):
         report.load_results(cfg)
+
+
+def test_run_analysis_caches_the_metric_store(tmp_path, monkeypatch):
+    samples = metrics.validate_samples(make_samples(seeds=(0,), n_items=12))
+    folders = {}
+    for name in ("aaaa", "bbbb"):
+        folders[name] = tmp_path / "eval" / name
+        folders[name].mkdir(parents=True)
+        samples.to_parquet(folders[name] / "samples.parquet")
+    current = {"folder": folders["aaaa"]}
+    monkeypatch.setattr(report, "evaluation_folder", lambda cfg, seed: current["folder"])
+    calls = []
+    real_compute = report.compute_metrics
+    monkeypatch.setattr(report, "compute_metrics", lambda *a, **k: calls.append(1) or real_compute(*a, **k))
+
+    def run(**overrides):
+        cfg = config.load(["params/smoke.yaml"], {"run.output_root": str(tmp_path / "out"), "run.seeds": [0],
+                                                   "analysis.bootstrap_samples": 50, **overrides})
+        return report.run_analysis(cfg)
+
+    first = run()
+    second = run()
+    assert len(calls) == 1  # the rerun loaded the stored metric store
+    pd.testing.assert_frame_equal(first.scorecard, second.scorecard)
+    pd.testing.assert_frame_equal(first.store.frame(), second.store.frame())
+    run(**{"analysis.bootstrap_samples": 60})  # other analysis params: recomputed
+    current["folder"] = folders["bbbb"]
+    run()  # other evaluation results: recomputed
+    assert len(calls) == 3
+    run(**{"run.force": True})
+    assert len(calls) == 4

@@ -211,3 +211,18 @@ def test_api_key_comes_from_the_named_environment_variable(monkeypatch):
         TeacherSettings(api_key_env="sk-1234abcd")
     with pytest.raises(ValueError, match="base_url and model"):
         TeacherSettings(backend="openai")
+
+
+def test_client_sends_shortest_prompts_first_and_answers_in_input_order(monkeypatch):
+    client = OpenAITeacher("http://127.0.0.1:9/v1", "teacher", "unused", max_concurrency=1)
+    sent = []
+
+    def fake_request(messages, sampling):
+        sent.append(messages[-1]["content"])
+        return messages[-1]["content"].upper()
+
+    monkeypatch.setattr(client, "request", fake_request)
+    prompts = ["a much longer prompt here", "mid prompt", "x", "longest prompt of them all, by far"]
+    answers = client.answer([[{"role": "user", "content": p}] for p in prompts], Sampling(max_new_tokens=4))
+    assert sent == sorted(prompts, key=len)
+    assert answers == [p.upper() for p in prompts]

@@ -2,8 +2,9 @@
 
 Every claim is reduced to one statistic with a bootstrap interval and a threshold, and the verdict
 follows :func:`imitlib.analysis.stats.decide`: the whole interval on the claimed side of the
-threshold → reproduced; the whole interval on the other side → not reproduced; otherwise (or with
-no data) → inconclusive. The statistics (thresholds come from ``analysis.claims`` in the params):
+threshold → reproduced; the whole interval on the other side → not reproduced; otherwise →
+inconclusive; a statistic the run has no data for (one base model, no task-specific data, …) → not
+computable here. The statistics (thresholds come from ``analysis.claims`` in the params):
 
 * **C1** imitation outputs are rated as good as or better than the teacher's: share of verdicts
   >= 0.5 for the largest base model after the largest broad imitation budget; above ``c1_min_rate``.
@@ -99,6 +100,8 @@ def scorecard(store: MetricStore, rules: ClaimRules, preference_column: str = "p
     def add(claim: str, statement: str, statistic: str, est: Estimate, threshold: float, direction: str,
             unit: str, paper: str, note: str = "") -> None:
         verdict = decide(est, threshold, direction)  # type: ignore[arg-type]
+        if verdict == "not computable" and not note:
+            note = "no data for this statistic in this run"
         rows.append(dict(claim=claim, statement=statement, statistic=statistic, value=est.value, lo=est.lo,
                          hi=est.hi, threshold=threshold, direction=direction, verdict=verdict, unit=unit,
                          paper=paper, note=note))
@@ -200,7 +203,8 @@ def scorecard(store: MetricStore, rules: ClaimRules, preference_column: str = "p
 RULES_TEXT = (
     "Decision rule for every claim: the statistic's {conf:.0%} bootstrap interval lies entirely on the "
     "claimed side of the threshold → **reproduced**; entirely on the other side → **not reproduced**; "
-    "it contains the threshold, or there is no data → **inconclusive**. Intervals resample seeds, then "
+    "it contains the threshold → **inconclusive**; no data for the statistic in this run (e.g. one base "
+    "model for a claim about size) → **not computable**. Intervals resample seeds, then "
     "items within each seed (paired across models), {n} replicates."
 )
 
@@ -221,7 +225,8 @@ def scorecard_markdown(card: pd.DataFrame, run_name: str, confidence: float, n_r
             "paper": row.paper, "note": row.note,
         })
     counts = card["verdict"].value_counts()
-    summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in ("reproduced", "not reproduced", "inconclusive"))
+    verdicts = ["reproduced", "not reproduced", "inconclusive"] + (["not computable"] if counts.get("not computable") else [])
+    summary = ", ".join(f"{counts.get(v, 0)} {v}" for v in verdicts)
     return (
         f"# Claims scorecard: `{run_name}`\n\n{summary}.\n\n"
         + markdown_grid(pd.DataFrame(shown))

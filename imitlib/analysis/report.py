@@ -1,12 +1,15 @@
 """Read the evaluation stage's saved results, compute every table and the scorecard, write them.
 
 The analysis reads only ``samples.parquet`` and ``benchmarks.parquet`` of ``04_evaluate/seed<N>``
-(one per seed); it never trains or evaluates, so restyling a table or figure is cheap.
-Outputs (written atomically): ``<run>/tables/*.csv`` and ``*.md``, ``<run>/scorecard.md``.
+(one per seed); it never trains or evaluates, so restyling a table or figure is cheap. The metric
+store (every bootstrap interval, the slow part) is cached as the stage ``05_analysis``, keyed by the
+``analysis`` params and the evaluation folders it read; tables and the scorecard are recomputed from
+it every time. Outputs (written atomically): ``<run>/tables/*.csv`` and ``*.md``, ``<run>/scorecard.md``.
 """
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +18,9 @@ import pandas as pd
 from imitlib.analysis import claims, tables
 from imitlib.analysis.metrics import MetricStore, compute_metrics, validate_samples
 from imitlib.config import Config
-from imitlib.stages import COMPLETE_MARKER, atomic_path, atomic_write_text
+from imitlib.stages import COMPLETE_MARKER, Stage, atomic_path, atomic_write_text
+
+STORE_FILE = "metric_store.pkl"
 
 
 class ResultsNotFound(FileNotFoundError):
@@ -61,9 +66,9 @@ def read_samples(paths: list[Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def load_results(cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load_results(cfg: Config, folders: list[Path] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All seeds' ``samples.parquet`` and ``benchmarks.parquet`` of this run, concatenated."""
-    folders = [evaluation_folder(cfg, seed) for seed in cfg.run.seeds]
+    folders = folders if folders is not None else [evaluation_folder(cfg, seed) for seed in cfg.run.seeds]
     samples = read_samples([folder / "samples.parquet" for folder in folders])
     benchmark_frames = []
     for seed, folder in zip(cfg.run.seeds, folders):
@@ -92,11 +97,16 @@ class AnalysisResult:
     files: dict[str, Path]
 
 
-def analyse(samples: pd.DataFrame, cfg: Config, progress: bool = False) -> AnalysisResult:
-    """Compute every table and the scorecard from a validated samples table (writes nothing)."""
+def analyse(samples: pd.DataFrame | None, cfg: Config, progress: bool = False,
+            store: MetricStore | None = None) -> AnalysisResult:
+    """Compute every table and the scorecard from a validated samples table, or from an already
+    computed metric store (writes nothing)."""
     settings = cfg.analysis
-    store = compute_metrics(samples, settings.bootstrap_samples, settings.confidence, settings.bootstrap_seed,
-                            style_tasks=settings.style_tasks, progress=progress)
+    if store is None:
+        if samples is None:
+            raise ValueError("analyse needs a samples table or a metric store")
+        store = compute_metrics(samples, settings.bootstrap_samples, settings.confidence, settings.bootstrap_seed,
+                                style_tasks=settings.style_tasks, progress=progress)
     card = claims.scorecard(store, settings.claims, settings.preference_column, settings.factual_task)
     return AnalysisResult(
         store=store,
@@ -142,9 +152,34 @@ def write_outputs(result: AnalysisResult, cfg: Config, benchmarks_by_seed: pd.Da
     return files
 
 
+def analysis_stage(cfg: Config, folders: list[Path]) -> Stage:
+    """The cached metric store of this run: keyed by the analysis params and the evaluation folders."""
+    upstream = [f"{seed}:{folder.name}" for seed, folder in zip(cfg.run.seeds, folders)]
+    return Stage(cfg, "05_analysis", reads=["analysis"], upstream=upstream)
+
+
 def run_analysis(cfg: Config) -> AnalysisResult:
-    """Load this run's evaluation results, analyse them and write every table and the scorecard."""
-    samples, benchmarks = load_results(cfg)
-    result = analyse(samples, cfg, progress=cfg.run.progress)
+    """Load this run's evaluation results, analyse them and write every table and the scorecard.
+
+    The metric store comes from the ``05_analysis`` stage when it is complete (a rerun with
+    unchanged params and results skips the bootstrap); ``run.force`` recomputes it.
+    """
+    folders = [evaluation_folder(cfg, seed) for seed in cfg.run.seeds]
+    samples, benchmarks = load_results(cfg, folders)
+    stage = analysis_stage(cfg, folders)
+    store = None
+    if stage.done:
+        try:
+            with open(stage.file(STORE_FILE), "rb") as handle:
+                store = pickle.load(handle)
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+            store = None  # unreadable (e.g. written by an incompatible version): recompute
+    if store is None:
+        result = analyse(samples, cfg, progress=cfg.run.progress)
+        with stage.build() as folder:
+            with open(folder / STORE_FILE, "wb") as handle:
+                pickle.dump(result.store, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    else:
+        result = analyse(None, cfg, store=store)
     write_outputs(result, cfg, benchmarks)
     return result

@@ -17,7 +17,7 @@ from typing import Callable, Literal
 import numpy as np
 import pandas as pd
 
-Verdict = Literal["reproduced", "not reproduced", "inconclusive"]
+Verdict = Literal["reproduced", "not reproduced", "inconclusive", "not computable"]
 
 
 @dataclass(frozen=True)
@@ -162,10 +162,14 @@ def decide(estimate: Estimate, threshold: float, direction: Literal["above", "be
     """The verdict for a claim "the statistic lies ``direction`` ``threshold``".
 
     Rule: the whole interval on the claimed side → ``reproduced``; the whole interval on the other
-    side → ``not reproduced``; an interval that contains the threshold, or no data → ``inconclusive``.
+    side → ``not reproduced``; an interval that contains the threshold, or a value without a finite
+    interval → ``inconclusive``; no value at all (the run holds no data for the statistic, e.g. a
+    single base model for a claim about size) → ``not computable``.
     """
     if direction not in ("above", "below"):
         raise ValueError(f"direction must be 'above' or 'below', got {direction!r}")
+    if not np.isfinite(estimate.value):
+        return "not computable"
     lo, hi = estimate.lo, estimate.hi
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return "inconclusive"

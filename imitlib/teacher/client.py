@@ -136,8 +136,11 @@ class OpenAITeacher:
     ) -> list[str]:
         """Answer every conversation with at most ``max_concurrency`` requests in flight.
 
-        ``on_answer(index, text)`` runs in the calling thread as each answer arrives; if it (or a
-        request) raises, requests not yet sent are cancelled and the error propagates.
+        Requests go out shortest prompt first (characters), so the requests a batching server
+        receives together have similar lengths, as the in-process backend's length-sorted batches
+        do; answers come back in the input order. ``on_answer(index, text)`` runs in the calling
+        thread as each answer arrives; if it (or a request) raises, requests not yet sent are
+        cancelled and the error propagates.
         """
         from tqdm.auto import tqdm
 
@@ -145,14 +148,17 @@ class OpenAITeacher:
         bar = tqdm(total=len(conversations), desc=f"teacher ({self.model_id})", disable=not progress, leave=False)
         executor = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="teacher")
         pending: dict[Future, int] = {}
-        next_index = 0
+        order = sorted(range(len(conversations)),
+                       key=lambda i: sum(len(str(m.get("content", ""))) for m in conversations[i]))
+        sent = 0
         try:
             # keep at most max_concurrency requests queued, so a stop cancels everything not yet sent
-            while next_index < len(conversations) or pending:
-                while next_index < len(conversations) and len(pending) < self.max_concurrency:
-                    future = executor.submit(self.request, list(conversations[next_index]), sampling)
-                    pending[future] = next_index
-                    next_index += 1
+            while sent < len(order) or pending:
+                while sent < len(order) and len(pending) < self.max_concurrency:
+                    index = order[sent]
+                    future = executor.submit(self.request, list(conversations[index]), sampling)
+                    pending[future] = index
+                    sent += 1
                 done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
                 for future in done:
                     index = pending.pop(future)
