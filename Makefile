@@ -46,6 +46,7 @@ bench: install
 	$(PY) benchmarks/bench_serving.py --prompts 64 --new-tokens 96
 	$(PY) benchmarks/bench_study.py smoke
 	$(PY) benchmarks/bench_study.py cached
+	$(PY) benchmarks/bench_study.py cached_execute
 
 # The default study from nothing, timed, with the peak memory of its process tree (rebuilds outputs/default).
 bench-study: install

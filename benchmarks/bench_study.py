@@ -5,7 +5,9 @@ Cases:
 - ``smoke``: ``params/smoke.yaml`` end to end from nothing (fresh output root and run name);
   target ≤ 5 min;
 - ``cached``: ``params/default.yaml`` rerun with unchanged params, every stage reused (run it after
-  a full default run); target ≤ 60 s;
+  a full default run); up-to-date notebooks are not executed again; target ≤ 60 s;
+- ``cached_execute``: the same rerun with ``--execute-all``: every notebook executed, every stage
+  loaded from its cache;
 - ``full`` (``--full``): ``params/default.yaml`` from scratch in a fresh output root; target
   ≤ 15 min on 2 cores and peak memory ≤ 8 GiB.
 
@@ -13,7 +15,7 @@ Per notebook wall time comes from the executed notebooks' papermill metadata. Pe
 largest sum of resident set sizes over the process tree (the runner, its kernels, their workers),
 polled with psutil; ``ru_maxrss`` of the largest finished child is recorded beside it.
 
-Usage: python benchmarks/bench_study.py smoke | cached | --full
+Usage: python benchmarks/bench_study.py smoke | cached | cached_execute | --full
 Writes outputs/benchmarks/study_<case>.json.
 """
 
@@ -53,11 +55,14 @@ class Case:
     fresh: bool                  # delete output_root/run_name first
     target_seconds: float
     memory_target_gib: float | None = None
+    args: tuple[str, ...] = ()   # further arguments of `python -m imitlib run`
 
 
 CASES = {
     "smoke": Case("smoke", ("params/smoke.yaml",), "bench_smoke", f"{RUNS_ROOT}/smoke", True, 300.0),
     "cached": Case("cached", ("params/default.yaml",), "default", None, False, 60.0),
+    "cached_execute": Case("cached_execute", ("params/default.yaml",), "default", None, False, 60.0,
+                           args=("--execute-all",)),
     # the study's own run: outputs/default is rebuilt from nothing (its committed figures/tables are regenerated)
     "full": Case("full", ("params/default.yaml",), "default", None, True, 900.0, 8.0),
 }
@@ -68,7 +73,7 @@ def command_of(case: Case, python: str = sys.executable) -> list[str]:
     command = [python, "-m", "imitlib", "run", *case.params, "--run-name", case.run_name]
     if case.output_root is not None:
         command += ["--set", f"run.output_root={case.output_root}"]
-    return command
+    return command + list(case.args)
 
 
 def run_dir_of(case: Case, project_root: Path = PROJECT_ROOT) -> Path:
@@ -175,6 +180,12 @@ def measure(case: Case, project_root: Path = PROJECT_ROOT, python: str = sys.exe
     seconds = time.perf_counter() - started
     children_maxrss_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     notebooks = notebook_timings(run_dir / "notebooks")
+    log_text = log_path.read_text(errors="replace")
+    for name, timing in notebooks.items():
+        # an up-to-date notebook is not executed: its papermill times are from an earlier run
+        timing["reused"] = f"] {name} is up to date" in log_text
+        if timing["reused"]:
+            timing["seconds"] = 0.0
     peak_gib = poller.peak_total / GIB if poller is not None else children_maxrss_kib / 2**20
     result: dict[str, Any] = {
         "benchmark": f"study_{case.name}",
@@ -197,7 +208,7 @@ def measure(case: Case, project_root: Path = PROJECT_ROOT, python: str = sys.exe
             "target_gib": case.memory_target_gib,
             "target_met": None if case.memory_target_gib is None else peak_gib <= case.memory_target_gib,
         },
-        "log_tail": log_path.read_text(errors="replace")[-2000:],
+        "log_tail": log_text[-2000:],
         "host": machine_facts(),
         "packages": package_versions(),
     }
@@ -207,12 +218,12 @@ def measure(case: Case, project_root: Path = PROJECT_ROOT, python: str = sys.exe
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("case", nargs="?", choices=["smoke", "cached"], help="the case to run")
+    parser.add_argument("case", nargs="?", choices=["smoke", "cached", "cached_execute"], help="the case to run")
     parser.add_argument("--full", action="store_true", help="the full default study from scratch (15-40 min)")
     parser.add_argument("--no-report", action="store_true", help="pass --no-report (skip the HTML report)")
     options = parser.parse_args()
     if options.full == (options.case is not None):
-        parser.error("give exactly one of: smoke, cached, --full")
+        parser.error("give exactly one of: smoke, cached, cached_execute, --full")
     case = CASES["full" if options.full else options.case]
     result = measure(case, extra_args=["--no-report"] if options.no_report else None)
     if result["returncode"] != 0:

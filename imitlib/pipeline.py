@@ -3,11 +3,19 @@
 ``python -m imitlib run params/default.yaml`` executes ``notebooks/01_world`` … ``05_analysis``
 (those that exist), passing each only ``params_files``, ``overrides`` and ``run_name``. Executed
 notebooks go to ``outputs/<run>/notebooks/``; the report to ``outputs/<run>/report.html``.
+
+A notebook is not executed again when nothing it depends on has changed since it last ran: the
+resolved config, the notebook file, imitlib's source, the tracked package versions, every stage
+folder that was complete when it finished (same ``COMPLETE`` marker), and the files it wrote (same
+size and modification time). The record is ``outputs/<run>/notebooks/<name>.done.json``; once one
+notebook executes, every later one executes too. ``--execute-all`` (or ``--force``) executes them all.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import sys
 import time
@@ -15,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from imitlib.config import PROJECT_ROOT, STAGE_NAMES, Config, ConfigError, load, parse_override
-from imitlib.stages import atomic_path, atomic_write_text, write_run_config
+from imitlib.stages import COMPLETE_MARKER, atomic_path, atomic_write_json, atomic_write_text, package_versions, write_run_config
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 
@@ -89,6 +97,71 @@ def execute_notebook(
     return output
 
 
+# ---------------------------------------------------------------------------------------------
+# Notebooks that are up to date
+# ---------------------------------------------------------------------------------------------
+def _source_digest() -> str:
+    """sha256 over imitlib's source files (code, params schema, lm-eval task files)."""
+    digest = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*")):
+        if path.is_file() and path.suffix in (".py", ".yaml", ".json", ".jinja") and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(package)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def notebook_key(cfg: Config, notebook: Path, source_digest: str | None = None) -> str:
+    """What an executed notebook depends on besides the stage folders and its own outputs."""
+    payload = {
+        "config": cfg.model_dump(mode="json"),
+        "notebook": hashlib.sha256(notebook.read_bytes()).hexdigest(),
+        "imitlib": source_digest or _source_digest(),
+        "packages": package_versions(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _stat(path: Path) -> list[int]:
+    info = path.stat()
+    return [info.st_size, info.st_mtime_ns]
+
+
+def _snapshot(cfg: Config, since_ns: int, executed: Path) -> dict[str, dict[str, list[int]]]:
+    """Stage markers complete now, and the run's files written since ``since_ns`` (the notebook's outputs)."""
+    run_dir = cfg.run_dir
+    stages = {str(m.relative_to(run_dir)): _stat(m) for m in (run_dir / "stages").rglob(COMPLETE_MARKER)}
+    written = {}
+    for path in run_dir.rglob("*"):
+        rel = path.relative_to(run_dir)
+        if not path.is_file() or rel.parts[0] in ("stages", "cache") or path.name.endswith(".done.json"):
+            continue
+        if path.stat().st_mtime_ns >= since_ns or path == executed:
+            written[str(rel)] = _stat(path)
+    return {"stages": stages, "written": written}
+
+
+def done_record(output: Path) -> Path:
+    return output.with_name(output.stem + ".done.json")
+
+
+def up_to_date(cfg: Config, output: Path, key: str) -> bool:
+    """True when ``output`` was executed with this key and every stage and file it saw is unchanged."""
+    record_path = done_record(output)
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        return False
+    if record.get("key") != key or not output.exists():
+        return False
+    for group in ("stages", "written"):
+        for rel, seen in record.get(group, {}).items():
+            path = cfg.run_dir / rel
+            if not path.is_file() or _stat(path) != seen:
+                return False
+    return True
+
+
 def run(
     params_files: list[str],
     overrides: dict[str, Any] | None = None,
@@ -98,6 +171,7 @@ def run(
     force: bool = False,
     report: bool = True,
     notebook_dir: Path = NOTEBOOK_DIR,
+    execute_all: bool = False,
 ) -> Config:
     """Execute the pipeline; returns the resolved config.
 
@@ -110,6 +184,7 @@ def run(
         force: rebuild the cached stages of the selected notebooks.
         report: write ``outputs/<run>/report.html`` at the end.
         notebook_dir: where the study's notebooks are.
+        execute_all: execute every selected notebook, even those that are up to date.
     """
     overrides = dict(overrides or {})
     if force:
@@ -122,12 +197,27 @@ def run(
         raise SystemExit(f"no notebooks found in {notebook_dir}")
     out_dir = cfg.run_dir / "notebooks"
     timings: dict[str, float] = {}
+    source = _source_digest()
+    executing = execute_all or force
+    any_executed = False
     for i, nb in enumerate(selected, 1):
-        print(f"[{i}/{len(selected)}] {stage_of(nb)} → {out_dir / nb.name}", file=sys.stderr, flush=True)
-        started = time.time()
-        execute_notebook(nb, out_dir / nb.name, files, overrides, cfg.run_name, progress=cfg.run.progress)
+        output = out_dir / nb.name
+        key = notebook_key(cfg, nb, source)
+        if not executing and up_to_date(cfg, output, key):
+            print(f"[{i}/{len(selected)}] {stage_of(nb)} is up to date: {output} "
+                  "(nothing it depends on changed; --execute-all runs it again)", file=sys.stderr, flush=True)
+            continue
+        executing = True  # everything downstream of an executed notebook executes too
+        print(f"[{i}/{len(selected)}] {stage_of(nb)} → {output}", file=sys.stderr, flush=True)
+        done_record(output).unlink(missing_ok=True)
+        started, started_ns = time.time(), time.time_ns()
+        execute_notebook(nb, output, files, overrides, cfg.run_name, progress=cfg.run.progress)
+        atomic_write_json(done_record(output), {"key": key, **_snapshot(cfg, started_ns, output)})
+        any_executed = True
         timings[stage_of(nb)] = time.time() - started
         print(f"      {stage_of(nb)} done in {timings[stage_of(nb)]:.1f} s", file=sys.stderr, flush=True)
+    if report and not any_executed and (cfg.run_dir / "report.html").exists():
+        report = False
     if report:
         path = build_report(cfg)
         print(f"report: {path}", file=sys.stderr)
@@ -184,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--run-name", help="output folder under outputs/ (default: last params file's name)")
     p_run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a param")
     p_run.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p_run.add_argument("--execute-all", action="store_true",
+                       help="execute every selected notebook, also those that are up to date (stages stay cached)")
 
     p_rep = sub.add_parser("report", help="rebuild outputs/<run>/report.html from executed notebooks")
     p_rep.add_argument("params", nargs="+")
@@ -203,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             run(args.params, _overrides_from_cli(args.set), args.run_name, args.only, args.start, args.force,
-                report=not args.no_report)
+                report=not args.no_report, execute_all=args.execute_all)
         elif args.command == "report":
             cfg = load(args.params, run_name=args.run_name)
             print(build_report(cfg))

@@ -95,3 +95,51 @@ def test_cli_reports_bad_params_with_exit_code_2(tmp_path: Path, capsys) -> None
     bad.write_text("run:\n  nope: 1\n")
     assert pipeline.main(["check", str(bad)]) == 2
     assert "run.nope" in capsys.readouterr().err
+
+
+COUNT = (
+    "import pathlib, time\n"
+    "(cfg.run_dir / 'tables').mkdir(parents=True, exist_ok=True)\n"
+    "(cfg.run_dir / 'tables' / '{name}.txt').write_text('{name}')\n"
+    "with open(cfg.run_dir.parent / 'count_{name}.txt', 'a') as f:\n"
+    "    f.write('x')\n"
+)
+
+
+def test_up_to_date_notebooks_are_not_executed_again(tmp_path: Path) -> None:
+    nb_dir = tmp_path / "notebooks"
+    nb_dir.mkdir()
+    _notebook(nb_dir / "01_first.ipynb", COUNT.format(name="first"))
+    _notebook(nb_dir / "02_second.ipynb", COUNT.format(name="second"))
+    out = tmp_path / "out"
+    run_dir = out / "smoke"
+    marker = run_dir / "stages" / "01_world" / "seed0" / "abc" / "COMPLETE"
+    marker.parent.mkdir(parents=True)
+    marker.write_text("abc\n")
+
+    def go(**kwargs) -> tuple[int, int]:
+        overrides = {"run.output_root": str(out), **kwargs.pop("overrides", {})}
+        run(["params/smoke.yaml"], overrides, notebook_dir=nb_dir, **kwargs)
+        return tuple(len((out / f"count_{n}.txt").read_text()) for n in ("first", "second"))
+
+    assert go() == (1, 1)
+    report_mtime = (run_dir / "report.html").stat().st_mtime_ns
+    assert go() == (1, 1)  # nothing changed: both reused, report kept
+    assert (run_dir / "report.html").stat().st_mtime_ns == report_mtime
+    (run_dir / "tables" / "second.txt").write_text("edited")  # an output of 02 changed
+    assert go() == (1, 2)
+    (run_dir / "tables" / "first.txt").unlink()  # an output of 01 gone: 01 and everything after it
+    assert go() == (2, 3)
+    marker.write_text("abc\n")  # the stage was rebuilt (new marker)
+    assert go() == (3, 4)
+    assert go(overrides={"train.lr": 7e-4}) == (4, 5)  # other params
+    assert go(overrides={"train.lr": 7e-4}) == (4, 5)
+    assert go(overrides={"train.lr": 7e-4}, execute_all=True) == (5, 6)
+    _notebook(nb_dir / "02_second.ipynb", COUNT.format(name="second") + "x = 1\n")  # the notebook changed
+    assert go(overrides={"train.lr": 7e-4}) == (5, 7)
+    # a failing notebook leaves no record, so the next run executes it again
+    _notebook(nb_dir / "02_second.ipynb", COUNT.format(name="second") + "raise ValueError('no')\n")
+    with pytest.raises(StageFailed):
+        go(overrides={"train.lr": 7e-4})
+    assert not (run_dir / "notebooks" / "02_second.done.json").exists()
+    assert (run_dir / "notebooks" / "01_first.done.json").exists()
