@@ -269,3 +269,30 @@ def test_pack_rows_best_fit_fills_rows_and_keeps_every_sequence_once():
     firsts = [min(order.index(i) for i in row) for row in rows]
     assert firsts == sorted(firsts)  # rows follow the shuffled order of their earliest member
     assert pack_rows(order, lengths, 128, packing=False) == [[i] for i in order]
+
+
+def test_supervised_logits_give_the_same_loss_and_gradients(tokenizer, chat_examples):
+    """Logits only where the next token is supervised: same loss sum and gradients as full logits,
+    for packed rows, padded rows and a LoRA-wrapped model."""
+    from imitlib.train.loop import _forward_loss_sum, apply_lora, supports_logits_mask
+
+    data = prepare_examples(chat_examples[:6], 128)
+    batches = [collate([[0, 1, 2], [3, 4, 5]], data.sequences, packing=True),
+               collate([[0], [1], [2]], data.sequences, packing=False)]
+    for lora in (False, True):
+        model = make_model(len(tokenizer))
+        if lora:
+            model = apply_lora(model, TrainArgs(method="lora", lora_r=4))
+        assert supports_logits_mask(model)
+        for batch in batches:
+            assert (batch["labels"] == -100).any() and (batch["labels"] != -100).any()
+            grads = []
+            for supervised in (False, True):
+                model.zero_grad(set_to_none=True)
+                loss = _forward_loss_sum(model, batch, supervised_logits=supervised)
+                loss.backward()
+                grads.append((float(loss), [p.grad.clone() for p in model.parameters() if p.requires_grad]))
+            assert grads[1][0] == pytest.approx(grads[0][0], rel=1e-5)
+            for full, kept in zip(grads[0][1], grads[1][1]):
+                torch.testing.assert_close(kept, full, rtol=1e-4, atol=1e-6)
+    assert not supports_logits_mask(torch.nn.Linear(2, 2))

@@ -75,6 +75,7 @@ class TrainArgs:
     keep_checkpoints: int = 2              # checkpoints kept on disk
     bf16: bool = False                     # bf16 autocast (accelerate mixed precision)
     gradient_checkpointing: bool = False   # recompute activations in backward (saves memory)
+    supervised_logits: bool = True         # vocabulary projection only where the next token is supervised
 
     def __post_init__(self) -> None:
         problems = []
@@ -465,10 +466,37 @@ def _token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
                            ignore_index=IGNORE_INDEX, reduction="sum")
 
 
-def _forward_loss_sum(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def supports_logits_mask(model) -> bool:
+    """Whether the model's forward takes ``logits_to_keep`` (transformers' causal LMs; a boolean
+    ``(batch, seq)`` mask there keeps only those positions before the vocabulary projection)."""
+    import inspect
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = getattr(inner, "module", inner)  # a DDP wrapper
+    try:
+        return "logits_to_keep" in inspect.signature(inner.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _forward_loss_sum(model, batch: dict[str, torch.Tensor], supervised_logits: bool = False) -> torch.Tensor:
+    """Summed next-token cross entropy over supervised tokens.
+
+    With ``supervised_logits`` the vocabulary projection runs only at positions whose next token
+    is supervised (``logits_to_keep`` as a boolean mask): prompt tokens and padding then cost
+    no logits — for a large vocabulary (Gemma: 262k) that is most of a small model's compute. The
+    loss is the same sum as with full logits.
+    """
     inputs = {k: v for k, v in batch.items() if k != "labels"}
-    logits = model(**inputs, use_cache=False).logits
-    return _token_loss_sum(logits, batch["labels"])
+    labels = batch["labels"]
+    if not supervised_logits:
+        logits = model(**inputs, use_cache=False).logits
+        return _token_loss_sum(logits, labels)
+    targets = labels[:, 1:]
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = targets != IGNORE_INDEX
+    logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits  # (kept positions, vocab)
+    return F.cross_entropy(logits.float(), targets[targets != IGNORE_INDEX], reduction="sum")
 
 
 def train_causal_lm(
@@ -525,6 +553,7 @@ def train_causal_lm(
             len(m[rank::world_size]) + len(r[rank::world_size]) > 1 for m, r in zip(plan.main, plan.replay)):
         raise ValueError("under DeepSpeed the engine steps on every backward: use grad_accum=1 and no replay "
                          "(or the fsdp / ddp configs, where imitlib accumulates gradients itself)")
+    supervised_logits = args.supervised_logits and supports_logits_mask(model)
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
     device = accelerator.device
@@ -570,7 +599,7 @@ def train_causal_lm(
             last = index == len(work) - 1
             sync = accelerator.no_sync(model) if (not last and world_size > 1) else _null_context()
             with sync, accelerator.autocast():
-                loss_sum = _forward_loss_sum(model, batch)
+                loss_sum = _forward_loss_sum(model, batch, supervised_logits)
             scale = 0.0 if dummy or denominator == 0 else world_size / denominator
             accelerator.backward(loss_sum * scale)
             if not dummy:
