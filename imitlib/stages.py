@@ -33,7 +33,7 @@ from typing import Any, Iterator
 
 from imitlib.config import PROJECT_ROOT, Config
 
-CACHE_VERSION = 3  # 2: best-fit-decreasing packing; mc benchmark items carry the bare question; 3: logits only at supervised positions
+CACHE_VERSION = 2  # 2: best-fit-decreasing packing; mc benchmark items carry the bare question
 COMPLETE_MARKER = "COMPLETE"
 MANIFEST = "manifest.json"
 TRACKED_PACKAGES = (
