@@ -155,7 +155,7 @@ def measure(case: Case, project_root: Path = PROJECT_ROOT, python: str = sys.exe
     """Run one case as a subprocess, time it, poll its memory and write ``study_<case>.json``."""
     run_dir = run_dir_of(case, project_root)
     if case.fresh:
-        for cached in ("stages", "notebooks"):  # everything built; committed figures and tables get rewritten
+        for cached in ("stages", "notebooks", "cache"):  # everything built, the teacher response cache too; committed figures and tables get rewritten
             if (run_dir / cached).exists():
                 shutil.rmtree(run_dir / cached)
     command = command_of(case, python) + list(extra_args or [])

@@ -259,3 +259,19 @@ def test_run_analysis_caches_the_metric_store(tmp_path, monkeypatch):
     assert len(calls) == 3
     run(**{"run.force": True})
     assert len(calls) == 4
+
+
+def test_gap_closed_is_undefined_when_the_teacher_is_not_above_the_base():
+    store = metrics.compute_metrics(metrics.validate_samples(make_samples(seeds=(0,), n_items=8)), n_resamples=50)
+
+    def est(value, spread=0.0):
+        reps = value + spread * np.linspace(-1, 1, 50)
+        return stats.Estimate(value, reps.min(), reps.max(), reps)
+
+    closed = tables.gap_closed(store, est(0.3), est(0.2), est(0.6))
+    assert closed.value == pytest.approx(0.25)
+    assert not np.isfinite(tables.gap_closed(store, est(0.075), est(0.10), est(0.025)).value)  # teacher below base
+    assert not np.isfinite(tables.gap_closed(store, est(0.3), est(0.2), est(0.2)).value)
+    # replicates whose gap is not positive are left out of the interval
+    wobbly = tables.gap_closed(store, est(0.3), est(0.2), est(0.25, spread=0.1))
+    assert np.isfinite(wobbly.lo) and np.isnan(wobbly.replicates).any()

@@ -170,7 +170,9 @@ def scorecard(store: MetricStore, rules: ClaimRules, preference_column: str = "p
     add("C4", "Task-specific imitation improves its own task",
         f"{factual_task} accuracy({largest} + largest task budget) − accuracy({largest})", c4,
         rules.c4_min_gain, "above", "pts", "+7 pts, gap closed +64% (13B, NQ)",
-        f"gap closed {closed.format(100, 0)} %" if task_top else "no task-specific imitation model")
+        ("no task-specific imitation model" if not task_top else
+         f"gap closed {closed.format(100, 0)} %" if np.isfinite(closed.value) else
+         "gap closed undefined: the teacher is not above the base model on this task"))
 
     # C4c: task-specific imitation vs the replay-only control
     control = control_config(store, largest) if largest else None

@@ -82,8 +82,16 @@ def largest_imitation(store: MetricStore, base_model: str, data_kind: str) -> tu
 
 
 def gap_closed(store: MetricStore, imitation: Estimate, base: Estimate, teacher: Estimate) -> Estimate:
-    """(imitation − base) / (teacher − base), replicate by replicate."""
-    return store.bootstrap.combine(lambda i, b, t: (i - b) / (t - b), imitation, base, teacher)
+    """(imitation − base) / (teacher − base), replicate by replicate.
+
+    Defined only where the teacher is above the base: with no gap to close (teacher ≤ base, e.g. a
+    small real teacher that knows less than the student) the estimate is missing, and replicates
+    without a positive gap are left out of the interval.
+    """
+    if not (np.isfinite(teacher.value) and np.isfinite(base.value)) or teacher.value <= base.value:
+        return Estimate.missing(store.bootstrap.n_resamples)
+    return store.bootstrap.combine(lambda i, b, t: np.where(t - b > 0, (i - b) / (t - b), np.nan),
+                                   imitation, base, teacher)
 
 
 # ---- Table 1 ------------------------------------------------------------------------------------
