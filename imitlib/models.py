@@ -277,22 +277,30 @@ def _resolve_hub_id(repo_id: str, hub_cache: str | Path | None, allow_download: 
     return Path(snapshot_download(repo_id, **kwargs)).resolve()
 
 
+def _packaged_version(name: str) -> str | None:
+    if name not in PACKAGED_GGUF:
+        raise ModelSourceError(f"unknown packaged GGUF {name!r}; known: {sorted(PACKAGED_GGUF)}")
+    try:
+        return metadata.version(PACKAGED_GGUF[name].distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def converted_packaged_gguf(name: str, cache_dir: str | Path) -> Path | None:
+    """The folder of an installed package's GGUF weights when they are converted already (else None)."""
+    version = _packaged_version(name)
+    target = Path(cache_dir) / f"{name}-{version}"
+    return target.resolve() if version is not None and (target / CONVERTED_MARKER).exists() else None
+
+
 def convert_packaged_gguf(name: str, cache_dir: str | Path, progress: bool = True) -> Path:
     """Convert the GGUF weights of a registry package (see ``PACKAGED_GGUF``) once; return the folder."""
     cache_dir = Path(cache_dir)
-    if name not in PACKAGED_GGUF:
-        raise ModelSourceError(f"unknown packaged GGUF {name!r}; known: {sorted(PACKAGED_GGUF)}")
-    package = PACKAGED_GGUF[name]
-    try:
-        version = metadata.version(package.distribution)
-    except metadata.PackageNotFoundError:
-        version = None
-    if version is not None:
-        target = cache_dir / f"{name}-{version}"
-        if (target / CONVERTED_MARKER).exists():
-            return target.resolve()
-    gguf_file = package.locate(cache_dir)
-    return convert_gguf(gguf_file, cache_dir, name=f"{name}-{version}", progress=progress)
+    done = converted_packaged_gguf(name, cache_dir)
+    if done is not None:
+        return done
+    gguf_file = PACKAGED_GGUF[name].locate(cache_dir)
+    return convert_gguf(gguf_file, cache_dir, name=f"{name}-{_packaged_version(name)}", progress=progress)
 
 
 def _file_digest(path: Path) -> str:

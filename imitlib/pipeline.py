@@ -100,9 +100,10 @@ def execute_notebook(
 # ---------------------------------------------------------------------------------------------
 # Notebooks that are up to date
 # ---------------------------------------------------------------------------------------------
-def _source_digest() -> str:
-    """sha256 over imitlib's source files (code, params schema, lm-eval task files)."""
-    digest = hashlib.sha256()
+def code_digest() -> str:
+    """sha256 over imitlib's source files (code, params schema, lm-eval task files) and the tracked
+    package versions: the code every notebook runs."""
+    digest = hashlib.sha256(json.dumps(package_versions(), sort_keys=True).encode())
     package = Path(__file__).resolve().parent
     for path in sorted(package.rglob("*")):
         if path.is_file() and path.suffix in (".py", ".yaml", ".json", ".jinja") and "__pycache__" not in path.parts:
@@ -111,13 +112,12 @@ def _source_digest() -> str:
     return digest.hexdigest()
 
 
-def notebook_key(cfg: Config, notebook: Path, source_digest: str | None = None) -> str:
+def notebook_key(cfg: Config, notebook: Path, code: str | None = None) -> str:
     """What an executed notebook depends on besides the stage folders and its own outputs."""
     payload = {
         "config": cfg.model_dump(mode="json"),
         "notebook": hashlib.sha256(notebook.read_bytes()).hexdigest(),
-        "imitlib": source_digest or _source_digest(),
-        "packages": package_versions(),
+        "code": code or code_digest(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -132,12 +132,13 @@ def _snapshot(cfg: Config, since_ns: int, executed: Path) -> dict[str, dict[str,
     run_dir = cfg.run_dir
     stages = {str(m.relative_to(run_dir)): _stat(m) for m in (run_dir / "stages").rglob(COMPLETE_MARKER)}
     written = {}
-    for path in run_dir.rglob("*"):
-        rel = path.relative_to(run_dir)
-        if not path.is_file() or rel.parts[0] in ("stages", "cache") or path.name.endswith(".done.json"):
+    for top in run_dir.iterdir():  # stage folders (models, checkpoints) and the teacher cache are not walked
+        if top.name in ("stages", "cache"):
             continue
-        if path.stat().st_mtime_ns >= since_ns or path == executed:
-            written[str(rel)] = _stat(path)
+        for path in [top] if top.is_file() else top.rglob("*"):
+            if path.is_file() and not path.name.endswith(".done.json") and (
+                    path == executed or path.stat().st_mtime_ns >= since_ns):
+                written[str(path.relative_to(run_dir))] = _stat(path)
     return {"stages": stages, "written": written}
 
 
@@ -197,12 +198,12 @@ def run(
         raise SystemExit(f"no notebooks found in {notebook_dir}")
     out_dir = cfg.run_dir / "notebooks"
     timings: dict[str, float] = {}
-    source = _source_digest()
+    code = code_digest()
     executing = execute_all or force
     any_executed = False
     for i, nb in enumerate(selected, 1):
         output = out_dir / nb.name
-        key = notebook_key(cfg, nb, source)
+        key = notebook_key(cfg, nb, code)
         if not executing and up_to_date(cfg, output, key):
             print(f"[{i}/{len(selected)}] {stage_of(nb)} is up to date: {output} "
                   "(nothing it depends on changed; --execute-all runs it again)", file=sys.stderr, flush=True)

@@ -82,11 +82,9 @@ def _config_folder(spec: str, cache: Path) -> Path | None:
     """The model folder holding ``config.json`` when it is on disk already (never downloads or converts)."""
     from imitlib import models
 
-    if spec.startswith(models.GGUF_SCHEME):
-        name = spec[len(models.GGUF_SCHEME):].strip()
-        found = sorted(p.parent for p in cache.glob(f"{name}-*/config.json"))
-        return found[-1] if found else None
     try:
+        if spec.startswith(models.GGUF_SCHEME):
+            return models.converted_packaged_gguf(spec[len(models.GGUF_SCHEME):].strip(), cache)
         return models.resolve_model(spec, cache, allow_download=False, progress=False)
     except (models.ModelSourceError, OSError, ValueError):
         return None
@@ -96,13 +94,9 @@ def parameter_count(name: str, spec: str, cache: Path) -> tuple[int | None, str]
     """Parameters of a base model and where the number came from."""
     folder = _config_folder(spec, cache)
     if folder is not None and (folder / "config.json").exists():
-        import torch
-        from transformers import AutoConfig, AutoModelForCausalLM
+        from imitlib.real.world import parameter_count as count_on_meta_device
 
-        config = AutoConfig.from_pretrained(folder)
-        with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(config)
-        return sum(p.numel() for p in model.parameters()), f"config.json in {folder}"
+        return count_on_meta_device(folder), f"config.json in {folder}"
     for text in (spec, name):
         match = _SIZE.search(text)
         if match:
@@ -118,11 +112,9 @@ def make_plan(cfg: Config, gpus: int = 1, gpu_tflops: float | None = None, mfu: 
     notes = []
     real = cfg.world.kind == "real"
     if real:
-        cache = Path(cfg.world.real.model_cache).expanduser() if cfg.world.real.model_cache else None
-        if cache is None:
-            from imitlib.models import default_model_cache
+        from imitlib.real.world import model_cache_dir
 
-            cache = default_model_cache()
+        cache = model_cache_dir(cfg.world)
         students = dict(cfg.world.real.students)
         models = {}
         for name, spec in students.items():
@@ -170,8 +162,9 @@ def make_plan(cfg: Config, gpus: int = 1, gpu_tflops: float | None = None, mfu: 
     per_family = evaluate.max_prompts_per_family
 
     def prompts(family: str) -> int:
-        count = heldout.get(family, per_family or 0) if real else (per_family or 0)
-        return min(count, per_family) if per_family is not None else count
+        """Held-out chat prompts of a family: the real track's item count, capped per family."""
+        count = heldout.get(family, per_family or 0)
+        return count if per_family is None else min(count, per_family)
 
     chat_families = list(dict.fromkeys([*evaluate.rater_families, evaluate.toxicity_family]))
     rated = sum(prompts(f) for f in evaluate.rater_families)
@@ -189,7 +182,7 @@ def make_plan(cfg: Config, gpus: int = 1, gpu_tflops: float | None = None, mfu: 
         judge = rated_models * min(rated, evaluate.judge.max_prompts or rated) * 2
     gpu_hours = None
     if gpu_tflops:
-        gpu_hours = total / (gpus * gpu_tflops * 1e12 * mfu) / 3600 * gpus
+        gpu_hours = total / (gpu_tflops * 1e12 * mfu) / 3600
         notes.append(f"GPU-hours at {gpus} GPU(s) × {gpu_tflops:g} TFLOP/s peak × {mfu:.0%} utilisation "
                      f"(≈ {gpu_hours / gpus:,.1f} h wall on {gpus})")
     return Plan(runs=runs, models=models, teacher_requests=requests, teacher_max_new_tokens=imitation.teacher.max_new_tokens,

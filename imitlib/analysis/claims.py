@@ -167,12 +167,15 @@ def scorecard(store: MetricStore, rules: ClaimRules, preference_column: str = "p
     c4 = _diff(store, store.get(task_top, metric), store.get(base_cfg, metric))
     teacher_cfg = next((c for c, _ in store.estimates if c[0] == "teacher"), None)
     closed = gap_closed(store, store.get(task_top, metric), store.get(base_cfg, metric), store.get(teacher_cfg, metric))
+    if not task_top:
+        c4_note = "no task-specific imitation model"
+    elif np.isfinite(closed.value):
+        c4_note = f"gap closed {closed.format(100, 0)} %"
+    else:
+        c4_note = "gap closed undefined: the teacher is not above the base model on this task"
     add("C4", "Task-specific imitation improves its own task",
         f"{factual_task} accuracy({largest} + largest task budget) − accuracy({largest})", c4,
-        rules.c4_min_gain, "above", "pts", "+7 pts, gap closed +64% (13B, NQ)",
-        ("no task-specific imitation model" if not task_top else
-         f"gap closed {closed.format(100, 0)} %" if np.isfinite(closed.value) else
-         "gap closed undefined: the teacher is not above the base model on this task"))
+        rules.c4_min_gain, "above", "pts", "+7 pts, gap closed +64% (13B, NQ)", c4_note)
 
     # C4c: task-specific imitation vs the replay-only control
     control = control_config(store, largest) if largest else None

@@ -17,7 +17,7 @@ import json
 import re
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 FANOUTQA_DEV = "fanoutqa/data/fanout-final-dev.json"
 MMLU_COT_PROMPTS = "lm_eval/tasks/mmlu/flan_cot_fewshot/_cot_prompts.json"
@@ -106,25 +106,33 @@ def fanoutqa_items(path: str | Path | None = None) -> list[dict[str, Any]]:
     Args:
         path: the dev JSON file (default: the one shipped in the ``fanoutqa`` package).
     """
+    def single_hop(question: dict) -> Iterable[dict[str, Any]]:
+        for sub, _ in _leaves(question["decomposition"], [question["id"]]):
+            answer = sub["answer"]
+            if isinstance(answer, (list, dict)) or answer is None or not _answer_text(answer):
+                continue
+            evidence = sub.get("evidence") or {}
+            yield _item(
+                id=f"fanoutqa-{question['id']}-{sub['id']}",
+                family="qa",
+                split="heldout",
+                prompt=sub["question"].strip(),
+                answer=_answer_text(answer),
+                attribute=evidence.get("title"),
+                group=f"fanoutqa-{question['id']}",
+                source="fanoutqa-dev",
+            )
+
+    return _fanoutqa_each(path, single_hop)
+
+
+def _fanoutqa_each(path: str | Path | None, items_of: Callable[[dict], Iterable[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """``items_of(question)`` over every FanOutQA dev question; a malformed question raises naming it."""
     path, questions = _fanoutqa_questions(path)
-    items = []
+    items: list[dict[str, Any]] = []
     for index, question in enumerate(questions):
         try:
-            for sub, _ in _leaves(question["decomposition"], [question["id"]]):
-                answer = sub["answer"]
-                if isinstance(answer, (list, dict)) or answer is None or not _answer_text(answer):
-                    continue
-                evidence = sub.get("evidence") or {}
-                items.append(_item(
-                    id=f"fanoutqa-{question['id']}-{sub['id']}",
-                    family="qa",
-                    split="heldout",
-                    prompt=sub["question"].strip(),
-                    answer=_answer_text(answer),
-                    attribute=evidence.get("title"),
-                    group=f"fanoutqa-{question['id']}",
-                    source="fanoutqa-dev",
-                ))
+            items.extend(items_of(question))
         except (KeyError, TypeError, AttributeError) as err:
             raise PackageDataError(f"{path}: question #{index} is malformed ({err!r})") from err
     return items
@@ -149,16 +157,10 @@ def fanoutqa_open_items(path: str | Path | None = None) -> list[dict[str, Any]]:
     Args:
         path: the dev JSON file (default: the one shipped in the ``fanoutqa`` package).
     """
-    path, questions = _fanoutqa_questions(path)
-    items = []
-    for index, question in enumerate(questions):
-        try:
-            items.append(_item(id=f"fanoutqa-open-{question['id']}", family="open", split="heldout",
-                               prompt=str(question["question"]).strip(), answer=_answer_summary(question["answer"]),
-                               group=f"fanoutqa-{question['id']}", source="fanoutqa-dev-open"))
-        except (KeyError, TypeError, AttributeError) as err:
-            raise PackageDataError(f"{path}: question #{index} is malformed ({err!r})") from err
-    return items
+    return _fanoutqa_each(path, lambda question: [_item(
+        id=f"fanoutqa-open-{question['id']}", family="open", split="heldout",
+        prompt=str(question["question"]).strip(), answer=_answer_summary(question["answer"]),
+        group=f"fanoutqa-{question['id']}", source="fanoutqa-dev-open")])
 
 
 def jsonl_items(path: str | Path, family: str) -> list[dict[str, Any]]:

@@ -37,10 +37,10 @@ from imitlib.config import PROJECT_ROOT, Config
 from imitlib.real.data import SOURCES, jsonl_items
 from imitlib.settings.world import DEFAULT_REAL_SOURCES, WorldSettings
 from imitlib.stages import Stage, StageError, atomic_write_json, atomic_write_text, log
+from imitlib.world.kb import SPLITS
 
 REAL_FAMILIES = ("qa", "mc", "code", "open")
 CHAT_FAMILIES = ("qa", "open")
-SPLITS = ("imitation", "heldout")
 TEACHER = "teacher"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
@@ -83,13 +83,12 @@ class RealWorld:
         """Task items of a family, optionally of one split; a family this world lacks has none."""
         if family not in REAL_FAMILIES and family not in ("bio", "compare", "skill", "provoke"):
             raise ValueError(f"unknown task family {family!r}; real tracks have {REAL_FAMILIES}")
+        from imitlib.world.tasks import read_task_items
+
         if split is not None and split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         path = self.path / "tasks" / f"{family}.jsonl"
-        if not path.exists():
-            return []
-        items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        return [item for item in items if split is None or item["split"] == split]
+        return read_task_items(path, split) if path.exists() else []
 
     def replay_documents(self, count: int, seed: int = 0) -> list[str]:
         """Real tracks have no pretraining corpus to replay."""

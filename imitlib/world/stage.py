@@ -33,7 +33,7 @@ from imitlib.stages import Stage, StageError, atomic_write_json, atomic_write_te
 from imitlib.settings.world import WorldSettings
 from imitlib.world.corpus import RUDE_WORDS, CorpusSampler, template_words, vocabulary_texts
 from imitlib.world.kb import SPLITS, KnowledgeBase, build_kb
-from imitlib.world.tasks import FAMILIES, make_items, teacher_tuning_conversations
+from imitlib.world.tasks import FAMILIES, make_items, read_task_items, teacher_tuning_conversations
 
 STAGE_PREFIX = "01_world"
 TEACHER = "teacher"
@@ -82,11 +82,7 @@ class World:
         """Task items of a family, optionally of one split (``imitation`` | ``heldout``)."""
         if family not in FAMILIES:
             raise ValueError(f"unknown task family {family!r}; expected one of {FAMILIES}")
-        if split is not None and split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-        path = self.path / "tasks" / f"{family}.jsonl"
-        items = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        return [item for item in items if split is None or item["split"] == split]
+        return read_task_items(self.path / "tasks" / f"{family}.jsonl", split)
 
     @property
     def corpus_examples(self) -> list[dict[str, str]]:

@@ -13,8 +13,10 @@ teacher's tuning data (later stages reach the teacher as a chat model, never thr
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import re
+from pathlib import Path
 from typing import Any
 
 from imitlib.world.corpus import FILLER_WORDS, QUESTION_TEMPLATES, RUDE_ADJECTIVES, RUDE_INSULTS
@@ -311,3 +313,11 @@ def first_word_correct(completion: str, gold: str) -> bool:
     """Few-shot scoring: the first word of the completion equals the gold value."""
     found = words_of(completion)
     return bool(found) and found[0] == gold
+
+
+def read_task_items(path: Path, split: str | None = None) -> list[dict[str, Any]]:
+    """The task items of a world's ``tasks/<family>.jsonl``, optionally of one split."""
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [item for item in items if split is None or item["split"] == split]
