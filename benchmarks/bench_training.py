@@ -8,8 +8,17 @@ is replayed in the ``Trainer`` through a batch sampler, each step's conversation
 by ``DataCollatorForSeq2Seq`` (the usual HF recipe). So both see the same supervised tokens and the
 final losses must agree (tolerance: ``--loss-tolerance``, relative).
 
+A second comparison (``imitation_finetuning_vs_flattening.json``) takes the strongest HF
+configuration that trains correctly here: ``Trainer`` with ``DataCollatorWithFlattening`` (padding-free,
+each step's conversations in one row, position ids restarting per example) and
+``model.config.use_cache = False``: with the default KV cache transformers skips its packed-sequence
+mask and attention crosses examples on a CPU (``tests/test_flattening_isolation.py``).
+
+Every result also records the model FLOP rate (6 x parameters x input tokens per second, attention
+excluded) as a share of this machine's matmul peak, measured in the same run on square matmuls.
+
 Usage: python benchmarks/bench_training.py [--model-dir DIR] [--budget 9500] [--epochs 3] [--repeats 5]
-Target: ≥ 1.5× the Trainer's supervised tokens/s.
+Targets: ≥ 1.5× the padded Trainer and ≥ 1.0× the flattening Trainer (supervised tokens/s).
 """
 
 from __future__ import annotations
@@ -20,13 +29,14 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from harness import compare  # noqa: E402
+from harness import compare, write  # noqa: E402
 from synthetic import synthetic_conversations, synthetic_model  # noqa: E402
 
 from imitlib.config import PROJECT_ROOT  # noqa: E402
@@ -106,6 +116,51 @@ def trainer_side(model, tokenizer, sequences: list[tuple[list[int], list[int]]],
     return output.metrics["train_runtime"], losses
 
 
+def flattening_side(model, sequences: list[tuple[list[int], list[int]]], step_batches: list[list[int]],
+                    args: TrainArgs, workdir: Path) -> tuple[float, list[float]]:
+    """Train ``model`` in place with ``Trainer`` + ``DataCollatorWithFlattening``: one row per step."""
+    from torch.utils.data import DataLoader
+    from transformers import DataCollatorWithFlattening, PrinterCallback, Trainer, TrainingArguments
+
+    dataset = [{"input_ids": ids, "labels": labels} for ids, labels in sequences]
+    collator = DataCollatorWithFlattening(separator_id=IGNORE_INDEX)
+    model.config.use_cache = False  # with a KV cache the packed-sequence mask is skipped (examples leak)
+
+    class PlannedTrainer(Trainer):
+        def get_train_dataloader(self) -> DataLoader:
+            return self.accelerator.prepare(DataLoader(dataset, batch_sampler=step_batches, collate_fn=collator))
+
+    training_args = TrainingArguments(
+        output_dir=str(workdir), max_steps=len(step_batches), learning_rate=args.lr,
+        lr_scheduler_type=args.schedule, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
+        adam_beta1=args.adam_betas[0], adam_beta2=args.adam_betas[1], max_grad_norm=args.max_grad_norm,
+        optim="adamw_torch", per_device_train_batch_size=1, gradient_accumulation_steps=1,
+        logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True,
+        seed=args.seed, dataloader_num_workers=0, remove_unused_columns=False,
+    )
+    trainer = PlannedTrainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator)
+    trainer.remove_callback(PrinterCallback)
+    output = trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    return output.metrics["train_runtime"], losses
+
+
+def matmul_peak_gflops(sizes: tuple[int, ...] = (512, 1024, 2048), dtype=torch.float32, repeats: int = 5) -> dict:
+    """Best GFLOP/s of square matmuls (2 n^3 FLOPs) at the current torch thread count."""
+    best: dict[str, float] = {}
+    for n in sizes:
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        torch.mm(a, b)
+        rates = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            torch.mm(a, b)
+            rates.append(2 * n**3 / (time.perf_counter() - started) / 1e9)
+        best[str(n)] = max(rates)
+    return {"dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads(), "by_size": best,
+            "peak": max(best.values())}
+
+
 def padded_supervised_tokens(tokenizer, sequences, step_batches) -> tuple[int, float]:
     """Supervised tokens (shifted labels) of the padded batches, and the share of padded positions."""
     from transformers import DataCollatorForSeq2Seq
@@ -122,7 +177,8 @@ def padded_supervised_tokens(tokenizer, sequences, step_batches) -> tuple[int, f
 
 def benchmark(model_dir: Path, conversations: list[list[dict]], args: TrainArgs, repeats: int = 5,
               loss_tolerance: float = 0.02, source: str = "", results_dir: Path | None = None,
-              name: str = "imitation_finetuning") -> dict[str, Any]:
+              name: str = "imitation_finetuning",
+              baselines: tuple[str, ...] = ("padded", "flattening")) -> dict[str, Any]:
     """Measure both sides alternately and write ``<results_dir>/<name>.json``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -153,29 +209,62 @@ def benchmark(model_dir: Path, conversations: list[list[dict]], args: TrainArgs,
             raise AssertionError(f"supervised tokens differ: ours {result.tokens_seen}, Trainer {supervised}")
         return float(result.tokens_seen)
 
-    def baseline() -> float:
+    def checked_losses(label: str, losses: list[float]) -> None:
+        ours_final, their_final = ours_run["losses"][-1], losses[-1]
+        relative = abs(ours_final - their_final) / abs(their_final)
+        extra["losses"][label] = {
+            "ours_final": ours_final, "their_final": their_final, "relative_difference": relative,
+            "tolerance_relative": loss_tolerance, "within_tolerance": relative <= loss_tolerance,
+            "ours_logged": ours_run["losses"], "theirs_every_step": losses,
+        }
+
+    def padded() -> float:
         model = copy.deepcopy(pristine)
         with tempfile.TemporaryDirectory(prefix="bench-trainer-") as workdir:
             _, losses = trainer_side(model, tokenizer, prepared.sequences, step_batches, args, Path(workdir))
-        ours_final, trainer_final = ours_run["losses"][-1], losses[-1]
-        relative = abs(ours_final - trainer_final) / abs(trainer_final)
-        extra["losses"].update({
-            "ours_final": ours_final, "trainer_final": trainer_final, "relative_difference": relative,
-            "tolerance_relative": loss_tolerance, "within_tolerance": relative <= loss_tolerance,
-            "ours_logged": ours_run["losses"], "trainer_every_step": losses,
-        })
+        checked_losses("padded", losses)
         return float(supervised)
 
-    result = compare(
-        name, ("imitlib train_causal_lm (packing)", ours),
-        ("transformers Trainer (DataCollatorForSeq2Seq padding)", baseline),
-        units="supervised tokens/s", target_ratio=1.5, repeats=repeats,
-        notes=(f"{source}; {len(examples)} conversations, {len(plan.main)} optimiser steps, lr {args.lr}, "
-               f"epochs {args.epochs}, batch {args.batch_size} rows x {args.seq_len}, torch threads "
-               f"{torch.get_num_threads()}; each run trains a fresh copy of the same weights"),
-        extra=extra, results_dir=results_dir,
-    )
-    return result
+    def flattening() -> float:
+        model = copy.deepcopy(pristine)
+        with tempfile.TemporaryDirectory(prefix="bench-flatten-") as workdir:
+            _, losses = flattening_side(model, prepared.sequences, step_batches, args, Path(workdir))
+        checked_losses("flattening", losses)
+        return float(supervised)
+
+    sides = {
+        "padded": (name, "transformers Trainer (DataCollatorForSeq2Seq padding)", padded, 1.5),
+        "flattening": (f"{name}_vs_flattening",
+                       "transformers Trainer (DataCollatorWithFlattening, padding-free, use_cache=False)",
+                       flattening, 1.0),
+    }
+    n_params = sum(p.numel() for p in pristine.parameters())
+    peak = matmul_peak_gflops()
+    results = {}
+    for key in baselines:
+        result_name, label, work, target = sides[key]
+        extra["losses"] = {}
+        result = compare(
+            result_name, ("imitlib train_causal_lm (packing)", ours), (label, work),
+            units="supervised tokens/s", target_ratio=target, repeats=repeats,
+            notes=(f"{source}; {len(examples)} conversations, {len(plan.main)} optimiser steps, lr {args.lr}, "
+                   f"epochs {args.epochs}, batch {args.batch_size} rows x {args.seq_len}, torch threads "
+                   f"{torch.get_num_threads()}; each run trains a fresh copy of the same weights"),
+            extra=extra, results_dir=results_dir,
+        )
+        # model FLOPs: 6 x parameters x input tokens (the real tokens both sides process; attention excluded)
+        input_per_supervised = extra["plan"]["input_tokens"] / supervised
+        gflops = {side: result[side]["median"] * input_per_supervised * 6 * n_params / 1e9
+                  for side in ("ours", "baseline")}
+        result["model_flops"] = {
+            "parameters": n_params, "input_tokens_per_supervised_token": input_per_supervised,
+            "gflops_median": gflops, "matmul_peak_gflops": peak,
+            "share_of_peak_median": {side: value / peak["peak"] for side, value in gflops.items()},
+            "share_of_peak_goal": 0.40,
+        }
+        write(result_name, result, results_dir)
+        results[key] = result
+    return results
 
 
 def main() -> None:
@@ -190,6 +279,8 @@ def main() -> None:
     parser.add_argument("--warmup-steps", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=STUDY_THREADS, help="torch threads (the study: 2)")
+    parser.add_argument("--baselines", default="padded,flattening",
+                        help="comma-separated: padded (Trainer + padding), flattening (Trainer padding-free)")
     parser.add_argument("--loss-tolerance", type=float, default=0.02, help="relative, on the final step's loss")
     options = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -207,7 +298,8 @@ def main() -> None:
             model_dir, source = Path(options.model_dir), f"{source} (model {options.model_dir})"
         name = ("imitation_finetuning" if options.threads == STUDY_THREADS
                 else f"imitation_finetuning_threads{options.threads}")
-        benchmark(model_dir, conversations, args, options.repeats, options.loss_tolerance, source, name=name)
+        benchmark(model_dir, conversations, args, options.repeats, options.loss_tolerance, source, name=name,
+                  baselines=tuple(options.baselines.split(",")))
 
 
 if __name__ == "__main__":
