@@ -27,12 +27,16 @@ def generate_texts(
     stop: Sequence[str] = (),
     progress: bool = False,
     desc: str = "generate",
+    streamer=None,
 ) -> list[str]:
     """Continue each prompt (already formatted text); returns only the new text, in input order.
 
     Greedy when ``temperature == 0``. Sampling is seeded per batch: the same prompts with the same
-    batch size and seed give the same texts. Text after any ``stop`` string is cut.
+    batch size and seed give the same texts. Text after any ``stop`` string is cut. ``streamer``
+    (a ``transformers`` streamer, one prompt only) receives the new tokens as they are generated.
     """
+    if streamer is not None and len(prompts) != 1:
+        raise ValueError(f"a streamer follows one prompt, got {len(prompts)}")
     _prepare_tokenizer(tokenizer)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     results: list[str] = [""] * len(prompts)
@@ -42,7 +46,7 @@ def generate_texts(
         texts = [prompts[i] for i in batch]
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
         kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                      eos_token_id=tokenizer.eos_token_id, use_cache=True)
+                      eos_token_id=tokenizer.eos_token_id, use_cache=True, streamer=streamer)
         if temperature > 0:
             torch.manual_seed(seed * 100003 + batch_index)
             kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)

@@ -115,7 +115,9 @@ def test_server_rejects_bad_requests_with_json_4xx(in_process_server):
         (httpx.post(url, json={**ok, "messages": [{"role": "wizard", "content": "hi"}]}), 400),
         (httpx.post(url, json={**ok, "max_tokens": 10**6}), 400),
         (httpx.post(url, json={**ok, "temperature": -1}), 400),
-        (httpx.post(url, json={**ok, "stream": True}), 400),
+        (httpx.post(url, json={**ok, "stream": "sometimes"}), 400),
+        (httpx.post(url, json={**ok, "stream": True, "stream_options": {"include_usage": "yes"}}), 400),
+        (httpx.post(url, json={**ok, "stream": True, "model": "gpt-4"}), 404),  # refused before streaming starts
         (httpx.post(url, json={**ok, "model": "gpt-4"}), 404),
         (httpx.post(url, json={**ok, "messages": [{"role": "user", "content": "Alvor " * 400}]}), 400),
         (httpx.post(url, content=b"x" * 1_100_000, headers={"content-type": "application/json"}), 413),
@@ -226,3 +228,82 @@ def test_client_sends_shortest_prompts_first_and_answers_in_input_order(monkeypa
     answers = client.answer([[{"role": "user", "content": p}] for p in prompts], Sampling(max_new_tokens=4))
     assert sent == sorted(prompts, key=len)
     assert answers == [p.upper() for p in prompts]
+
+
+# ---- streaming ---------------------------------------------------------------------------------
+def _stream(client, messages, **kwargs):
+    """(role of the first delta, content deltas, finish reasons, usage) of one streamed completion."""
+    role, deltas, finishes, usage = None, [], [], None
+    for chunk in client.chat.completions.create(model="teacher", messages=messages, stream=True,
+                                                stream_options={"include_usage": True}, **kwargs):
+        assert chunk.object == "chat.completion.chunk"
+        if chunk.usage is not None:
+            assert chunk.choices == []
+            usage = chunk.usage
+            continue
+        (choice,) = chunk.choices
+        if choice.delta.role is not None:
+            assert role is None and not deltas
+            role = choice.delta.role
+        if choice.delta.content:
+            deltas.append(choice.delta.content)
+        if choice.finish_reason is not None:
+            finishes.append(choice.finish_reason)
+    return role, deltas, finishes, usage
+
+
+def test_streamed_answers_add_up_to_the_unstreamed_ones(in_process_server, conversations):
+    """The openai client's streaming API against the own server: a role delta, several content
+    deltas adding up to the unstreamed answer (greedy and seeded sampling), one finish reason, usage."""
+    from openai import OpenAI
+
+    _, base_url = in_process_server
+    client = OpenAI(base_url=base_url, api_key="unused", max_retries=0)
+    several = 0
+    for messages, sampling in [(c, dict(temperature=0.0)) for c in conversations[:6]] + \
+            [(c, dict(temperature=1.0, seed=5)) for c in conversations[:3]]:
+        whole = client.chat.completions.create(model="teacher", messages=messages, max_tokens=12, **sampling)
+        role, deltas, finishes, usage = _stream(client, messages, max_tokens=12, **sampling)
+        assert role == "assistant"
+        assert "".join(deltas) == whole.choices[0].message.content
+        assert finishes == [whole.choices[0].finish_reason]
+        assert usage.completion_tokens == whole.usage.completion_tokens
+        assert usage.prompt_tokens == whole.usage.prompt_tokens
+        several += len(deltas) > 1
+    assert several >= 3, "answers should arrive in several deltas, not in one piece"
+
+
+def test_streaming_honours_stop_strings(in_process_server, conversations):
+    from openai import OpenAI
+
+    _, base_url = in_process_server
+    client = OpenAI(base_url=base_url, api_key="unused", max_retries=0)
+    messages = next(c for c in conversations
+                    if len(client.chat.completions.create(model="teacher", messages=c, max_tokens=12,
+                                                          temperature=0.0).choices[0].message.content.split()) >= 3)
+    full = client.chat.completions.create(model="teacher", messages=messages, max_tokens=12,
+                                          temperature=0.0).choices[0].message.content
+    stop = " " + full.split()[2]  # a word in the middle of the answer
+    cut = client.chat.completions.create(model="teacher", messages=messages, max_tokens=12, temperature=0.0,
+                                         stop=[stop])
+    role, deltas, finishes, _ = _stream(client, messages, max_tokens=12, temperature=0.0, stop=[stop])
+    assert "".join(deltas) == cut.choices[0].message.content == full[:full.index(stop)]
+    assert finishes == ["stop"]
+
+
+def test_stream_is_server_sent_events_ending_in_done(in_process_server):
+    _, base_url = in_process_server
+    body = {"model": "teacher", "messages": [{"role": "user", "content": "What job did Alvor have ?"}],
+            "max_tokens": 6, "stream": True}
+    with httpx.stream("POST", f"{base_url}/chat/completions", json=body, timeout=60) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [line for line in response.iter_lines() if line]
+    assert all(line.startswith("data: ") for line in events)
+    assert events[-1] == "data: [DONE]"
+    chunks = [json.loads(line[len("data: "):]) for line in events[:-1]]
+    assert len({c["id"] for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert [c["choices"][0]["finish_reason"] for c in chunks[:-1]] == [None] * (len(chunks) - 1)
+    assert chunks[-1]["choices"][0]["delta"] == {} and chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+    assert all("usage" not in c for c in chunks)  # usage only when stream_options.include_usage asks

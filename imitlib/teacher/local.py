@@ -37,12 +37,14 @@ class LocalTeacher:
         sampling: Sampling,
         on_answer: Callable[[int, str], None] | None = None,
         progress: bool = False,
+        streamer=None,
     ) -> list[str]:
         """Answer conversations in batches of ``batch_size`` sorted by prompt length.
 
         ``on_answer(index, text)`` is called as each batch finishes (so a cache can store answers
         before the whole collection ends). The batches are those one ``generate_chat`` call over
         all conversations would form, so greedy answers do not depend on how the work is split.
+        ``streamer`` (one conversation only) receives its tokens as they are generated.
         """
         from tqdm.auto import tqdm
 
@@ -57,6 +59,7 @@ class LocalTeacher:
                     self.model, self.tokenizer, [conversations[i] for i in chunk],
                     max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature,
                     top_p=sampling.top_p, seed=sampling.seed * 7919 + chunk_index, batch_size=len(chunk),
+                    streamer=streamer,
                 )
             for index, text in zip(chunk, texts):
                 answers[index] = text

@@ -6,6 +6,12 @@ answered together in batches (KV cache, length-sorted); a sampled request is ans
 with its ``seed``, so its text does not depend on what else arrived at the same time. Malformed or
 oversized requests get a 4xx with an OpenAI-style JSON error body.
 
+``stream: true`` is answered with server-sent events in the ``chat.completion.chunk`` format: a
+first chunk with the assistant role, content deltas as tokens are generated, a last chunk with the
+``finish_reason``, a usage chunk when ``stream_options.include_usage`` is set, then ``data: [DONE]``.
+A streamed request is generated on its own (batch of one), and its deltas add up to the text the
+same request gets unstreamed when that one is answered alone.
+
 :func:`served_teacher` starts the server in a subprocess on a free port and stops it afterwards.
 """
 
@@ -26,9 +32,9 @@ import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from imitlib.processes import die_with_parent, stop_process
 from imitlib.teacher.cache import Sampling
@@ -45,6 +51,11 @@ class ChatMessage(BaseModel):
     content: str = Field(max_length=200_000)
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    include_usage: StrictBool = False
+
+
 class ChatRequest(BaseModel):
     """The subset of the chat-completions request the server honours (other fields are ignored)."""
 
@@ -58,7 +69,8 @@ class ChatRequest(BaseModel):
     n: int = Field(default=1, ge=1, le=1)
     seed: int | None = None
     stop: str | list[str] | None = None
-    stream: Literal[False] = False
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
 
     @field_validator("messages")
     @classmethod
@@ -78,11 +90,67 @@ class ChatRequest(BaseModel):
         return [self.stop] if isinstance(self.stop, str) else list(self.stop)
 
 
+class _StopGeneration(Exception):
+    """Raised inside ``generate`` by a :class:`_TextDeltas` to end generation early: a stop string
+    was generated, or the streaming client went away."""
+
+
+class _TextDeltas:
+    """A ``transformers`` streamer that turns the tokens of one answer into text deltas.
+
+    The answer the server returns unstreamed is the new tokens decoded without special tokens,
+    stripped, and cut at the first stop string. A delta is sent only once it cannot change that
+    text any more: leading whitespace, trailing whitespace, a trailing undecodable byte sequence and
+    a trailing prefix of a stop string are held back until later tokens settle them. Generation
+    ends early once a stop string appears, and when :meth:`cancel` is called.
+    """
+
+    def __init__(self, tokenizer: Any, stops: list[str], emit: Callable[[str], None]) -> None:
+        self.tokenizer = tokenizer
+        self.stops = [s for s in stops if s]
+        self.emit = emit
+        self.ids: list[int] = []
+        self.sent = ""
+        self.text = ""  # the stripped decoded answer so far
+        self.stopped = False
+        self._prompt_seen = False
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def put(self, value: Any) -> None:
+        if self._cancelled.is_set():
+            raise _StopGeneration("client closed the stream")
+        if not self._prompt_seen:  # generate() first pushes the prompt
+            self._prompt_seen = True
+            return
+        self.ids.extend(int(i) for i in value.reshape(-1).tolist())
+        self.text = self.tokenizer.decode(self.ids, skip_special_tokens=True).strip()
+        cut = min((self.text.index(s) for s in self.stops if s in self.text), default=None)
+        if cut is not None:
+            self.stopped = True
+            raise _StopGeneration("stop string generated")
+        settled = self.text.rstrip().rstrip("\ufffd")
+        for stop in self.stops:  # a tail that may grow into a stop string waits
+            for size in range(min(len(stop) - 1, len(settled)), 0, -1):
+                if settled.endswith(stop[:size]):
+                    settled = settled[:-size]
+                    break
+        if len(settled) > len(self.sent) and settled.startswith(self.sent):
+            delta, self.sent = settled[len(self.sent):], settled
+            self.emit(delta)
+
+    def end(self) -> None:
+        pass
+
+
 @dataclass
 class _Job:
     messages: list[dict[str, str]]
     sampling: Sampling
     future: Future = field(default_factory=Future)
+    streamer: _TextDeltas | None = None
 
 
 class BatchingEngine:
@@ -102,8 +170,8 @@ class BatchingEngine:
         self._thread = threading.Thread(target=self._run, name="teacher-engine", daemon=True)
         self._thread.start()
 
-    def submit(self, messages: list[dict[str, str]], sampling: Sampling) -> Future:
-        job = _Job(messages, sampling)
+    def submit(self, messages: list[dict[str, str]], sampling: Sampling, streamer: _TextDeltas | None = None) -> Future:
+        job = _Job(messages, sampling, streamer=streamer)
         self.jobs.put(job)
         return job.future
 
@@ -137,7 +205,8 @@ class BatchingEngine:
     def _answer(self, jobs: list[_Job]) -> None:
         started = time.perf_counter()
         try:
-            texts = self.teacher.answer([j.messages for j in jobs], jobs[0].sampling)
+            streamer = jobs[0].streamer if len(jobs) == 1 else None
+            texts = self.teacher.answer([j.messages for j in jobs], jobs[0].sampling, streamer=streamer)
         except BaseException as exc:  # deliver the failure to every waiting request
             for job in jobs:
                 job.future.set_exception(exc)
@@ -157,7 +226,7 @@ class BatchingEngine:
             batch, stop = self._gather(first)
             greedy: dict[int, list[_Job]] = {}
             for job in batch:
-                if job.sampling.greedy:
+                if job.sampling.greedy and job.streamer is None:
                     greedy.setdefault(job.sampling.max_new_tokens, []).append(job)
                 else:
                     self._answer([job])
@@ -278,17 +347,13 @@ def create_app(teacher: LocalTeacher, model_name: str | None = None, max_batch: 
                                f"model's context length {limit}", code="context_length_exceeded", param="messages")
         seed = body.seed if body.seed is not None else 0
         sampling = Sampling(max_new_tokens=body.new_tokens, temperature=body.temperature, top_p=body.top_p, seed=seed)
+        if body.stream:
+            return _stream(body, messages, sampling, prompt_tokens)
         try:
             text = await asyncio.wrap_future(engine.submit(messages, sampling))
         except Exception as exc:
             return _error(500, f"generation failed: {type(exc).__name__}: {exc}", kind="server_error")
-        finish = "stop"
-        for stop in body.stops:
-            if stop and stop in text:
-                text = text[: text.index(stop)]
-        completion_tokens = teacher.count_tokens(text)
-        if completion_tokens >= body.new_tokens:
-            finish = "length"
+        text, finish, usage = _finish(text, body, prompt_tokens)
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
@@ -296,9 +361,74 @@ def create_app(teacher: LocalTeacher, model_name: str | None = None, max_batch: 
             "model": name,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish,
                          "logprobs": None}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+            "usage": usage,
         }
+
+    def _finish(text: str, body: ChatRequest, prompt_tokens: int) -> tuple[str, str, dict[str, int]]:
+        """The answer cut at its first stop string, its finish reason and its token usage."""
+        for stop in body.stops:
+            if stop and stop in text:
+                text = text[: text.index(stop)]
+        completion_tokens = teacher.count_tokens(text)
+        finish = "length" if completion_tokens >= body.new_tokens else "stop"
+        return text, finish, {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                              "total_tokens": prompt_tokens + completion_tokens}
+
+    def _stream(body: ChatRequest, messages: list[dict[str, str]], sampling: Sampling, prompt_tokens: int):
+        """Server-sent events in the ``chat.completion.chunk`` format, deltas as tokens are generated."""
+        import json
+
+        from fastapi.responses import StreamingResponse
+
+        loop = asyncio.get_running_loop()
+        deltas: asyncio.Queue = asyncio.Queue()
+        done = object()
+        streamer = _TextDeltas(teacher.tokenizer, body.stops,
+                               emit=lambda delta: loop.call_soon_threadsafe(deltas.put_nowait, delta))
+        future = engine.submit(messages, sampling, streamer=streamer)
+        # queued after every delta the worker emitted, so the end is seen last
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(deltas.put_nowait, done))
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        completion_id, stamp = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+
+        def event(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> str:
+            chunk: dict[str, Any] = {"id": completion_id, "object": "chat.completion.chunk", "created": stamp,
+                                     "model": name, "choices": choices}
+            if include_usage:
+                chunk["usage"] = usage
+            return f"data: {json.dumps(chunk)}\n\n"
+
+        def choice(delta: dict[str, str], finish: str | None = None) -> list[dict[str, Any]]:
+            return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+
+        async def events():
+            try:
+                yield event(choice({"role": "assistant", "content": ""}))
+                sent = ""
+                while (delta := await deltas.get()) is not done:
+                    sent += delta
+                    yield event(choice({"content": delta}))
+                try:
+                    text = future.result()
+                except _StopGeneration:
+                    text = streamer.text
+                except Exception as exc:
+                    error = {"message": f"generation failed: {type(exc).__name__}: {exc}", "type": "server_error",
+                             "param": None, "code": None}
+                    yield f"data: {json.dumps({'error': error})}\n\n"
+                    return
+                text, finish, usage = _finish(text, body, prompt_tokens)
+                if text.startswith(sent) and len(text) > len(sent):
+                    yield event(choice({"content": text[len(sent):]}))
+                yield event(choice({}, finish))
+                if include_usage:
+                    yield event([], usage)
+                yield "data: [DONE]\n\n"
+            finally:  # also when the client goes away mid-stream: generation stops at its next token
+                streamer.cancel()
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     return app
 
