@@ -40,10 +40,14 @@ def _individuals(item: dict[str, Any]) -> list[str]:
 
 def individuals(world: TaskSource, split: str) -> set[str]:
     """Every individual named by the world's items of one split."""
+    return individuals_of(item for family in families_of(world) for item in world.tasks(family, split))
+
+
+def individuals_of(items: Iterable[dict[str, Any]]) -> set[str]:
+    """Every individual named by ``items``."""
     names: set[str] = set()
-    for family in families_of(world):
-        for item in world.tasks(family, split):
-            names.update(_individuals(item))
+    for item in items:
+        names.update(_individuals(item))
     return names
 
 
@@ -72,14 +76,74 @@ def _entry(item: dict[str, Any], kind: str, origin: str = "world") -> dict[str, 
             "item_id": item["id"], "reference": None if reference is None else str(reference), "origin": origin}
 
 
-def broad_suite(world: TaskSource, max_prompts: int, seed: int) -> list[dict[str, Any]]:
-    """A mix of every family's imitation items, shuffled with ``seed``, at most ``max_prompts``."""
-    items = [item for family in families_of(world) for item in world.tasks(family, "imitation")]
+def imitation_pool(world: Any) -> list[dict[str, Any]]:
+    """The prompts users may ask, with ground truth: the world's ``imitation_pool()`` when it has one
+    (every individual, and families never evaluated such as chit-chat), else every family's
+    ``imitation`` items."""
+    if callable(getattr(world, "imitation_pool", None)):
+        return list(world.imitation_pool())
+    return [item for family in families_of(world) for item in world.tasks(family, "imitation")]
+
+
+def popularity_of(world: Any) -> dict[str, float]:
+    """The world's popularity weight per individual (its knowledge base's), or {} (uniform) when it has none."""
+    kb = getattr(world, "kb", None)
+    popularity = getattr(kb, "popularity", None) if kb is not None else getattr(world, "popularity", None)
+    return {str(name): float(weight) for name, weight in (popularity or {}).items()}
+
+
+def item_weight(item: dict[str, Any], popularity: dict[str, float]) -> float:
+    """How often users ask an item, relative to an average one.
+
+    An item naming individuals weighs the mean of their popularity scaled so the average individual
+    weighs 1; an item naming none (skills, chit-chat) weighs 1, so it is asked as often as an item
+    about an average individual. With no popularity (``{}``) every item weighs 1.
+    """
+    names = _individuals(item)
+    if not names or not popularity:
+        return 1.0
+    scale = len(popularity) / sum(popularity.values())
+    missing = [n for n in names if n not in popularity]
+    if missing:
+        raise KeyError(f"item {item.get('id')!r} names {missing}, who have no popularity weight")
+    return scale * sum(popularity[n] for n in names) / len(names)
+
+
+def natural_sample(pool: Sequence[dict[str, Any]], popularity: dict[str, float], count: int,
+                   seed: int) -> list[dict[str, Any]]:
+    """``count`` distinct items of ``pool`` drawn the way users ask: weighted by :func:`item_weight`.
+
+    Weighted sampling without replacement (Efraimidis & Spirakis 2006: the ``count`` largest keys
+    ``u ** (1 / weight)``, ``u`` uniform), so every prefix of the result is itself such a sample;
+    returned in draw order. A pure function of (pool, popularity, count, seed); the pool's order
+    matters only through its ids (it is sorted by id first).
+    """
+    ids = [str(item["id"]) for item in pool]
+    if len(set(ids)) != len(ids):
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"the prompt pool has duplicate item ids, e.g. {duplicates[:3]}")
+    rng = random.Random(f"natural-{seed}")
+    ordered = sorted(pool, key=lambda item: str(item["id"]))
+    keyed = []
+    for item in ordered:
+        weight = item_weight(item, popularity)
+        if weight <= 0:
+            raise ValueError(f"item {item['id']!r} has weight {weight}; weights must be positive")
+        keyed.append((rng.random() ** (1.0 / weight), str(item["id"]), item))
+    keyed.sort(key=lambda k: (-k[0], k[1]))
+    return [item for _, _, item in keyed[:max(0, count)]]
+
+
+def broad_suite(world: TaskSource, max_prompts: int, seed: int, popularity: dict[str, float] | None = None,
+                pool: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """At most ``max_prompts`` prompts of the pool (default: the world's :func:`imitation_pool` without
+    evaluation prompts), drawn by :func:`natural_sample` with the world's popularity (``popularity``
+    overrides it)."""
+    items = without_evaluation_prompts(imitation_pool(world), world)[0] if pool is None else list(pool)
     if not items:
-        raise ValueError("the world has no task items with split 'imitation'")
-    rng = random.Random(seed)
-    rng.shuffle(items)
-    return [_entry(item, "broad") for item in items[:max_prompts]]
+        raise ValueError("the world has no imitation prompts (no imitation_pool and no items with split 'imitation')")
+    weights = popularity_of(world) if popularity is None else popularity
+    return [_entry(item, "broad") for item in natural_sample(items, weights, max_prompts, seed)]
 
 
 def eval_suite(world: TaskSource) -> list[dict[str, Any]]:
@@ -100,7 +164,7 @@ GENERATION_INSTRUCTION = (
     "Write {count} new questions like these, similar but distinct, each about a single fact, "
     "each with its answer, in the same Q: / A: format."
 )
-_QUESTION = re.compile(r"Q\s*:\s*(.+?\?)", re.S)
+_QUESTION = re.compile(r"Q\s*:\s*((?:(?!Q\s*:)[^\n])+?\?)")  # one line, never across another Q:
 _OPEN_QUESTION = re.compile(r"(?:Q\s*\d*\s*:|(?:^|\n)\s*\d{1,2}\s*[.)])\s*([^\n]+?\?)")
 
 
@@ -159,9 +223,10 @@ def _distinct_questions(pattern: re.Pattern, text: str, seen: Iterable[str],
     return found
 
 
-def seed_pairs(world: TaskSource, count: int, seed: int) -> list[dict[str, Any]]:
-    """``count`` seed QA pairs from the imitation qa items."""
-    items = [it for it in world.tasks("qa", "imitation") if it.get("answer")]
+def seed_pairs(world: TaskSource, count: int, seed: int, pool: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """``count`` seed QA pairs from the qa items of the prompt pool (default :func:`imitation_pool`)."""
+    pool = imitation_pool(world) if pool is None else pool
+    items = sorted((it for it in pool if it.get("family") == "qa" and it.get("answer")), key=lambda it: str(it["id"]))
     if not items:
         raise ValueError("the world has no imitation qa items with answers to seed the task-specific suite")
     return random.Random(seed).sample(items, min(count, len(items)))
@@ -180,10 +245,32 @@ def generation_requests(pairs: Sequence[dict[str, Any]], requests: int, shown: i
     return prompts
 
 
+_CANDIDATE = re.compile(r"Q\s*:")
+_OPEN_CANDIDATE = re.compile(r"(?:Q\s*\d*\s*:|(?:^|\n)\s*\d{1,2}\s*[.)])")
+
+
+def evaluation_prompts(world: TaskSource) -> list[str]:
+    """Every held-out item's prompt text (never reused as an imitation prompt)."""
+    return [it["prompt"] for family in families_of(world) for it in world.tasks(family, "heldout")]
+
+
+def without_evaluation_prompts(items: Sequence[dict[str, Any]], world: TaskSource) -> tuple[list[dict[str, Any]], int]:
+    """``items`` whose prompt is not an evaluation prompt (after normalising), and how many were dropped."""
+    excluded = {_normal(p) for p in evaluation_prompts(world)}
+    kept = [it for it in items if _normal(item_prompt(it)) not in excluded and _normal(str(it["prompt"])) not in excluded]
+    return kept, len(items) - len(kept)
+
+
 def task_suite(
-    world: TaskSource, generated_answers: Sequence[str], pairs: Sequence[dict[str, Any]], size: int, seed: int
+    world: TaskSource, generated_answers: Sequence[str], pairs: Sequence[dict[str, Any]], size: int, seed: int,
+    pool: Sequence[dict[str, Any]] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The task-specific suite from the teacher's generated questions plus templated fallback.
+
+    A generated question is valid when it is a ``Q: …?`` question of 3–40 words naming an individual
+    of the prompt pool (none held out of it), and is new: not a seed question, not an evaluation
+    prompt, not one found before. The fallback is the pool's own qa prompts (never an evaluation
+    prompt).
 
     Args:
         world: the task source.
@@ -191,38 +278,46 @@ def task_suite(
         pairs: the seed pairs (their questions are never reused as generated ones).
         size: number of prompts wanted.
         seed: seed of the fallback order.
+        pool: the prompt pool (default :func:`imitation_pool`).
 
     Returns:
-        (suite entries, stats with ``generated``, ``fallback``, ``fallback_share``, ``requested``).
+        (suite entries, stats): ``requested``, ``proposed`` (question candidates the teacher wrote:
+        ``Q:`` markers, or numbered lines on the real tracks), ``valid`` (new valid questions among
+        them), ``valid_share`` (valid / proposed; NaN when none proposed), ``generated`` (valid ones
+        used), ``fallback``, ``total``, ``fallback_share``.
     """
-    allowed = individuals(world, "imitation")
+    pool = imitation_pool(world) if pool is None else list(pool)
+    allowed = individuals_of(pool)
     forbidden = individuals(world, "heldout") - allowed
-    qa_items = world.tasks("qa", "imitation")
+    qa_items = sorted((it for it in pool if it.get("family") == "qa"), key=lambda it: str(it["id"]))
     by_prompt = {_normal(it["prompt"]): it for it in qa_items}
-    seen = [p["prompt"] for p in pairs]
-    if not allowed:  # a real track: no named individuals; never reuse a held-out question
-        seen += [it["prompt"] for family in families_of(world) for it in world.tasks(family, "heldout")]
+    seen = [p["prompt"] for p in pairs] + evaluation_prompts(world)
     entries: list[dict[str, Any]] = []
     used_norm: set[str] = set()
+    proposed = valid = 0
     for answer in generated_answers:
-        excluded = seen + [e["prompt"] for e in entries]
+        proposed += len((_CANDIDATE if allowed else _OPEN_CANDIDATE).findall(answer))
+        excluded = seen + sorted(used_norm)
         questions = (parse_generated_questions(answer, allowed, forbidden, excluded) if allowed
                      else parse_open_questions(answer, excluded))
+        valid += len(questions)
         for question in questions:
-            if len(entries) >= size:
-                break
             norm = _normal(question)
+            used_norm.add(norm)
+            if len(entries) >= size:
+                continue
             match = by_prompt.get(norm)
             entries.append({"id": f"task-gen-{len(entries):05d}", "kind": "task", "family": "qa", "prompt": question,
                             "item_id": match["id"] if match else None,
                             "reference": str(match["answer"]) if match else None, "origin": "generated"})
-            used_norm.add(norm)
     generated = len(entries)
-    fallback_items = [it for it in qa_items if _normal(it["prompt"]) not in used_norm]
+    fallback_items, _ = without_evaluation_prompts([it for it in qa_items if _normal(it["prompt"]) not in used_norm],
+                                                   world)
     random.Random(seed + 2).shuffle(fallback_items)
     for item in fallback_items[: max(0, size - len(entries))]:
-        entry = _entry(item, "task", origin="template")
-        entries.append(entry)
-    stats = {"requested": size, "generated": generated, "fallback": len(entries) - generated,
-             "total": len(entries), "fallback_share": (len(entries) - generated) / max(len(entries), 1)}
+        entries.append(_entry(item, "task", origin="template"))
+    stats = {"requested": size, "proposed": proposed, "valid": valid,
+             "valid_share": valid / proposed if proposed else float("nan"), "generated": generated,
+             "fallback": len(entries) - generated, "total": len(entries),
+             "fallback_share": (len(entries) - generated) / max(len(entries), 1)}
     return entries, stats

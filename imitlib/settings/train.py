@@ -19,6 +19,7 @@ class TrainSettings(Section):
     warmup_steps: int = Field(default=10, ge=0)
     epochs: float = Field(default=3, gt=0)
     min_steps: int = Field(default=0, ge=0)
+    steps: int | None = Field(default=None, ge=1)
     max_steps: int | None = Field(default=None, ge=1)
     batch_size: int = Field(default=16, ge=1)
     seq_len: int = Field(default=128, ge=8)
