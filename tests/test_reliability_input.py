@@ -185,6 +185,7 @@ def test_a_bad_import_file_leaves_earlier_results_untouched(tmp_path, earlier_ru
     overrides = {"run.output_root": str(earlier_run), "run.progress": False,
                  "imitation.broad_source": "files",
                  "imitation.import_files": [{"format": name.split("_")[0], "path": str(bad_file)}],
+                 "imitation.cleaning.strict": True,  # lenient cleaning skips the bad record instead
                  "imitation.task_generation_requests": 0,
                  # never reached: the import fails before any prompt is sent
                  "imitation.teacher.backend": "openai", "imitation.teacher.base_url": "http://127.0.0.1:9/v1",

@@ -26,7 +26,7 @@ from typing import Any
 from imitlib.config import PROJECT_ROOT, Config
 from imitlib.data.budgets import conversation_tokens, nested_budgets
 from imitlib.data.diversity import nearest_neighbour_bleu
-from imitlib.data.importers import import_conversations
+from imitlib.data.cleaning import clean_import_files, split_into_blocks
 from imitlib.data.suites import (broad_suite, eval_suite, generation_requests, seed_pairs, task_suite)
 from imitlib.stages import Stage, atomic_path, atomic_write_json, atomic_write_text, log
 
@@ -97,6 +97,13 @@ class ImitationData:
         rows = self.conversations.filter(lambda row: row["kind"] == kind, keep_in_memory=True)
         rows = rows.shuffle(seed=seed).select(range(min(count, len(rows))))
         return [{"id": r["id"], "family": r["family"], "messages": r["messages"]} for r in rows]
+
+    def cleaning_report(self) -> dict[str, Any] | None:
+        """What cleaning did to the imported files (``cleaning_report.json``; None for world prompts):
+        per-file counts, ``counts`` per reason, every skipped record and removed conversation with its
+        file and line (:class:`imitlib.data.cleaning.CleaningReport`)."""
+        path = self.path / "cleaning_report.json"
+        return json.loads(path.read_text()) if path.exists() else None
 
     def teacher_eval(self):
         """The held-out prompts with ``teacher_answer`` and ``teacher_answer_2`` (a DataFrame)."""
@@ -173,10 +180,13 @@ def build_imitation_data(cfg: Config, seed: int, world: Any | None = None) -> Im
             if settings.broad_source == "world":
                 broad_entries = broad_suite(world, settings.broad_max_prompts, seed)
                 imported: list[dict[str, Any]] = []
-            else:
+                cleaning = None
+            else:  # read, HTML to markdown, dedup, language filter (imitlib.data.cleaning); split below
                 broad_entries = []
-                imported = [c for f in settings.import_files
-                            for c in import_conversations(_project_path(f.path), f.format)]
+                imported, cleaning = clean_import_files(
+                    [(_project_path(f.path), f.format) for f in settings.import_files],
+                    strict=settings.cleaning.strict, html=settings.cleaning.html_to_markdown,
+                    dedup=settings.cleaning.dedup, languages=settings.cleaning.languages)
 
             answer_sampling = sampling_from(settings.teacher, seed=seed)
             entries = broad_entries + task_entries
@@ -193,6 +203,10 @@ def build_imitation_data(cfg: Config, seed: int, world: Any | None = None) -> Im
             teacher_model = teacher.model_id
 
         tokenizer = load_tokenizer(world.tokenizer_dir)
+        if cleaning is not None:
+            if settings.cleaning.block_tokens:
+                imported = split_into_blocks(imported, tokenizer, settings.cleaning.block_tokens, cleaning)
+            atomic_write_json(work / "cleaning_report.json", cleaning.to_dict())
         rows: list[dict[str, Any]] = []
         empty_answers = {"broad": 0, "task": 0}
         for entry, answer in zip(entries, answers):
@@ -253,6 +267,9 @@ def build_imitation_data(cfg: Config, seed: int, world: Any | None = None) -> Im
         if unfilled:
             log(f"02_imitation_data/seed{seed}: budgets not filled (too little data): {', '.join(unfilled)}")
         summary["unfilled_budgets"] = unfilled
+        if cleaning is not None:
+            summary["cleaning"] = {"read": cleaning.read, "kept": cleaning.kept, "blocks": len(imported),
+                                   "counts": cleaning.counts()}
         atomic_write_json(work / "summary.json", summary)
         stage.info.update({"summary": summary})
     return load_imitation_data(cfg, seed, world)

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from imitlib.settings.base import Section
 
-IMPORT_FORMATS = ("sharegpt", "alpaca", "hc3", "messages")
+IMPORT_FORMATS = ("sharegpt", "alpaca", "hc3", "messages", "discord")
 
 
 class TeacherSettings(Section):
@@ -49,8 +49,28 @@ class TeacherSettings(Section):
 class ImportFile(Section):
     """One user-supplied conversation file."""
 
-    format: Literal["sharegpt", "alpaca", "hc3", "messages"]
+    format: Literal["sharegpt", "alpaca", "hc3", "messages", "discord"]
     path: str
+
+
+class CleaningSettings(Section):
+    """How imported files are cleaned (imitlib/data/cleaning.py): FastChat's ShareGPT cleaning."""
+
+    strict: bool = False
+    html_to_markdown: bool = True
+    dedup: Literal["first_turn", "conversation", "none"] = "first_turn"
+    languages: list[str] = Field(default_factory=lambda: ["en"])
+    block_tokens: int | None = Field(default=None, ge=16)
+
+    @field_validator("languages")
+    @classmethod
+    def _iso_codes(cls, languages: list[str]) -> list[str]:
+        bad = [code for code in languages if not re.fullmatch(r"[a-z]{2,3}", code)]
+        if bad:
+            raise ValueError(f"languages are lower-case ISO 639-1 codes such as 'en', got {bad}")
+        if len(set(languages)) != len(languages):
+            raise ValueError(f"languages repeat a code: {languages}")
+        return languages
 
 
 class ImitationSettings(Section):
@@ -59,6 +79,7 @@ class ImitationSettings(Section):
     teacher: TeacherSettings = Field(default_factory=TeacherSettings)
     broad_source: Literal["world", "files"] = "world"
     import_files: list[ImportFile] = Field(default_factory=list)
+    cleaning: CleaningSettings = Field(default_factory=CleaningSettings)
     broad_max_prompts: int = Field(default=2000, ge=1)
     task_prompts: int = Field(default=300, ge=1)
     task_seed_pairs: int = Field(default=10, ge=1)
