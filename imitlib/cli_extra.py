@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 
+from imitlib.config import load, overrides_from_cli
+from imitlib.plan import make_plan
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p_serve = sub.add_parser("serve", help="serve a local HF model through an OpenAI-compatible API")
@@ -30,11 +33,7 @@ def dispatch(args: argparse.Namespace) -> int:
         serve(args.model_dir, host=args.host, port=args.port, model_name=args.model_name, max_batch=args.max_batch)
         return 0
     if args.command == "plan":
-        from imitlib.config import load
-        from imitlib.pipeline import _overrides_from_cli
-        from imitlib.plan import make_plan
-
-        cfg = load(args.params, _overrides_from_cli(args.overrides), check_files=False)
+        cfg = load(args.params, overrides_from_cli(args.overrides), check_files=False)
         print(make_plan(cfg, gpus=args.gpus, gpu_tflops=args.gpu_tflops, mfu=args.mfu).markdown(), end="")
         return 0
     raise SystemExit(f"unknown command {args.command}")

@@ -23,7 +23,6 @@ from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_va
 
 PROJECT_ROOT = Path(os.environ.get("IMITLIB_ROOT", Path(__file__).resolve().parent.parent))
 BASE_PARAMS = PROJECT_ROOT / "params" / "base.yaml"
-STAGE_NAMES = ("01_world", "02_imitation_data", "03_train", "04_evaluate", "05_analysis")
 
 
 OUTPUTS_DIR = "outputs"
@@ -228,6 +227,15 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+def overrides_from_cli(items: list[str]) -> dict[str, Any]:
+    """``["train.lr=1e-3", ...]`` (``--set`` arguments) as ``{"train.lr": 0.001, ...}``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        keys, value = parse_override(item)
+        out[".".join(keys)] = value
+    return out
+
+
 def _nest(keys: list[str], value: Any) -> dict:
     out: Any = value
     for key in reversed(keys):
@@ -387,7 +395,6 @@ def _describe(exc: ValidationError, origin: dict[tuple, str]) -> str:
 # input files named in params: checked at load time, before any stage runs
 # --------------------------------------------------------------------------------------------
 SNIFF_BYTES = 1 << 16
-JSON_ARRAY_FORMATS = ("sharegpt", "alpaca")  # a JSON array of records; the other formats are JSON lines
 RATINGS_SUFFIXES = (".csv", ".jsonl", ".json")
 
 
@@ -424,22 +431,11 @@ def _first_line(text: str) -> tuple[int, str]:
     return 1, ""
 
 
-def import_file_problem(path: Path, format: str) -> str | None:
-    """Why an imitation import file cannot be read as ``format`` (None when its start looks right).
-
-    Only the first bytes are read: the full check, record by record, is the importer's
-    (``imitlib.data.import_conversations``) when the imitation data is built.
-    """
-    text, problem = _head(path)
-    if problem:
-        return problem
-    number, line = _first_line(text)
-    if format in JSON_ARRAY_FORMATS:
-        if not line.startswith("["):
-            return f"line {number}: format {format!r} is a JSON array of records, but the file starts with {line[:20]!r}"
-    elif not line.startswith("{"):
-        return f"line {number}: format {format!r} is JSON lines (one object per line), but the file starts with {line[:20]!r}"
-    return None
+def import_file_problem(path: Path) -> str | None:
+    """Why an imitation import file cannot be read at all (None when it can): missing, not a file,
+    unreadable, empty, or not UTF-8 in its first bytes. Whether its records match its format is
+    checked record by record by ``imitlib check`` and the 02 stage (``imitlib.data.importers``)."""
+    return _head(path)[1]
 
 
 def ratings_file_problem(path: Path) -> str | None:
@@ -461,13 +457,13 @@ def ratings_file_problem(path: Path) -> str | None:
 
 
 def _check_input_files(cfg: Config, origin: dict[tuple, str]) -> None:
-    """Every input file the run will read exists and starts in its format; else ConfigError naming the
-    params file and line, the key path and the file."""
+    """Every input file the run will read exists and can be read (ratings: starts in its format); else
+    ConfigError naming the params file and line, the key path and the file."""
     checks: list[tuple[tuple, Path, str | None]] = []
     if cfg.imitation.broad_source == "files":
         for i, item in enumerate(cfg.imitation.import_files):
             path = input_path(item.path)
-            checks.append((("imitation", "import_files", str(i), "path"), path, import_file_problem(path, item.format)))
+            checks.append((("imitation", "import_files", str(i), "path"), path, import_file_problem(path)))
     for i, name in enumerate(cfg.evaluate.human_ratings):
         path = input_path(name)
         checks.append((("evaluate", "human_ratings", str(i)), path, ratings_file_problem(path)))

@@ -6,7 +6,8 @@ milliseconds, most of it Python and thread synchronisation), so ``run.seed_worke
 machine builds two seeds at once with one torch thread each instead of one seed with two threads.
 
 Workers only build (and cache) the stages; the results are then loaded in this process from the
-cache, in seed order, so what a notebook gets does not depend on how the seeds were scheduled.
+cache, in seed order, so what a notebook gets does not depend on how the seeds were scheduled
+(with ``run.force`` each stage is built once, in its worker, and only loaded here).
 On a GPU, or with ``seed_workers: 1``, seeds are built one after another in this process.
 """
 
@@ -117,7 +118,9 @@ def for_seeds(build: Callable[[Config, int], T], cfg: Config, desc: str = "seeds
                 raise
             finally:
                 bar.close()
-        return [build(cfg, seed) for seed in seeds]  # every stage is complete now: this only loads
+        # Every stage is complete now: this only loads (with run.force off, or it would build each seed again).
+        loaded = cfg.model_copy(update={"run": cfg.run.model_copy(update={"force": False})})
+        return [build(loaded, seed) for seed in seeds]
     if cfg.run.torch_threads:
         import torch
 

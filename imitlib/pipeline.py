@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from imitlib.config import PROJECT_ROOT, STAGE_NAMES, Config, ConfigError, load, parse_override
-from imitlib.stages import COMPLETE_MARKER, atomic_path, atomic_write_json, atomic_write_text, package_versions, write_run_config
+from imitlib import cli_extra
+from imitlib.config import PROJECT_ROOT, Config, ConfigError, load, overrides_from_cli
+from imitlib.stages import COMPLETE_MARKER, atomic_write_json, atomic_write_text, package_versions, write_run_config
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 
@@ -255,14 +256,6 @@ def build_report(cfg: Config) -> Path:
 # ---------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------
-def _overrides_from_cli(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        keys, value = parse_override(item)
-        out[".".join(keys)] = value
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m imitlib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -282,26 +275,33 @@ def main(argv: list[str] | None = None) -> int:
     p_rep.add_argument("params", nargs="+")
     p_rep.add_argument("--run-name")
 
-    p_chk = sub.add_parser("check", help="validate params files and print the resolved config")
+    p_chk = sub.add_parser("check", help="validate params files and every record of the import files they name; "
+                                         "print the resolved config")
     p_chk.add_argument("params", nargs="+")
     p_chk.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
 
     sub.add_parser("environment", help="print environment.yml generated from pyproject.toml")
-
-    from imitlib import cli_extra
 
     cli_extra.register(sub)
 
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            run(args.params, _overrides_from_cli(args.set), args.run_name, args.only, args.start, args.force,
+            run(args.params, overrides_from_cli(args.set), args.run_name, args.only, args.start, args.force,
                 report=not args.no_report, execute_all=args.execute_all)
         elif args.command == "report":
             cfg = load(args.params, run_name=args.run_name)
             print(build_report(cfg))
         elif args.command == "check":
-            print(load(args.params, _overrides_from_cli(args.set)).to_yaml())
+            from imitlib.data.importers import check_config_imports  # reads every record of every import file
+
+            cfg = load(args.params, overrides_from_cli(args.set))
+            print(cfg.to_yaml())
+            text, ok = check_config_imports(cfg)
+            if text:
+                print(text, file=sys.stdout if ok else sys.stderr)
+            if not ok:
+                return 2
         elif args.command == "environment":
             from imitlib.environment import environment_yml
 

@@ -1,7 +1,8 @@
 """Cached stages: hashed folders, atomic writes, completion markers, manifests.
 
 A stage's folder is ``<run_dir>/stages/<name>/<hash>/`` where the hash covers the stage name, the
-cache version, the config subset the stage reads and the hashes of its upstream stages. Work is
+config subset the stage reads, the digest of the code it runs (``imitlib.dag.code_digest``) and the
+hashes of its upstream stages. Work is
 written into ``<hash>.partial/``; the manifest and then the ``COMPLETE`` marker are written last and
 the folder is renamed into place, so a folder without ``.partial`` is always complete. A partial
 folder left by an interrupted run is cleared and redone, unless the stage opts to resume from it
@@ -9,7 +10,7 @@ folder left by an interrupted run is cleared and redone, unless the stage opts t
 
 Usage::
 
-    stage = Stage(cfg, "world", reads=["world", "run.seeds"], upstream=[])
+    stage = Stage(cfg, "world", reads=["world", "run.seeds"], upstream=[], code=digest)
     if not stage.done:
         with stage.build() as work:           # work: Path of the partial folder
             ...write files under work...
@@ -33,7 +34,6 @@ from typing import Any, Iterator
 
 from imitlib.config import PROJECT_ROOT, Config
 
-CACHE_VERSION = 2  # 2: best-fit-decreasing packing; mc benchmark items carry the bare question
 COMPLETE_MARKER = "COMPLETE"
 MANIFEST = "manifest.json"
 TRACKED_PACKAGES = (
@@ -42,10 +42,10 @@ TRACKED_PACKAGES = (
 )
 
 
-def stage_hash(name: str, config_subset: dict[str, Any], upstream: list[str] | tuple = ()) -> str:
-    """sha256 of (stage, cache version, config subset, upstream hashes), first 10 hex digits."""
+def stage_hash(name: str, config_subset: dict[str, Any], upstream: list[str] | tuple = (), code: str = "") -> str:
+    """sha256 of (stage, config subset, upstream hashes, code digest), first 10 hex digits."""
     payload = json.dumps(
-        {"stage": name, "cache_version": CACHE_VERSION, "config": config_subset, "upstream": list(upstream)},
+        {"stage": name, "config": config_subset, "upstream": list(upstream), "code": code},
         sort_keys=True, default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:10]
@@ -83,6 +83,63 @@ def git_sha() -> str | None:
         ["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT, capture_output=True, text=True
     ).stdout.strip()
     return sha + ("-dirty" if dirty else "")
+
+
+def cpu_info() -> dict[str, Any]:
+    """The CPU model and its feature flags (the first processor of ``/proc/cpuinfo``, where there is one)."""
+    model, flags = None, None
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "Model") and model is None:
+            model = value.strip()
+        elif key in ("flags", "Features") and flags is None:
+            flags = sorted(value.split())
+    return {"model": model or platform.processor() or platform.machine(), "flags": flags or []}
+
+
+def host_info() -> dict[str, Any]:
+    """Where a stage was built: platform, cores, CPU model and flags, torch threads."""
+    host: dict[str, Any] = {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu": cpu_info()}
+    torch = sys.modules.get("torch")  # never imported just for this
+    if torch is not None:
+        host["torch_threads"] = torch.get_num_threads()
+        host["torch_interop_threads"] = torch.get_num_interop_threads()
+    return host
+
+
+def _drop(subset: dict[str, Any], dotted: str) -> None:
+    """Remove a dotted key (``train.token_budgets``) from a config subset keyed by read keys."""
+    for read, node in subset.items():
+        if dotted == read:
+            raise ValueError(f"cannot exclude {dotted!r}: it is a whole key the stage reads")
+        if dotted.startswith(read + "."):
+            parts = dotted[len(read) + 1:].split(".")
+            for part in parts[:-1]:
+                node = node.get(part, {}) if isinstance(node, dict) else {}
+            if isinstance(node, dict):
+                node.pop(parts[-1], None)
+            return
+    raise KeyError(f"cannot exclude {dotted!r}: the stage does not read it")
+
+
+TEXT_SUFFIXES = (".json", ".jsonl", ".yaml", ".yml", ".txt", ".md", ".csv", ".py", ".jinja", ".cfg")
+
+
+def _repoint_text_files(partial: Path, final: Path) -> None:
+    """Rewrite the temporary build folder's path to the completed folder's in the stage's text files
+    (task configs, specs and summaries that name files of the stage stay valid after the rename)."""
+    old, new = str(partial).encode(), str(final).encode()
+    for file in sorted(partial.rglob("*")):
+        if not file.is_file() or file.suffix not in TEXT_SUFFIXES:
+            continue
+        data = file.read_bytes()
+        if old in data:
+            atomic_write_bytes(file, data.replace(old, new))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,6 +202,9 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
 # ---------------------------------------------------------------------------------------------
 # stages
 # ---------------------------------------------------------------------------------------------
+_BUILT_HERE: set[Path] = set()  # stage folders this process rebuilt under ``run.force`` (each is rebuilt once)
+
+
 class StageError(RuntimeError):
     """A stage could not be built or its folder is inconsistent."""
 
@@ -161,6 +221,8 @@ class Stage:
         extra: dict[str, Any] | None = None,
         root: Path | None = None,
         seeds: list[int] | None = None,
+        code: str = "",
+        exclude: list[str] | tuple = (),
     ) -> None:
         """
         Args:
@@ -171,16 +233,22 @@ class Stage:
             extra: further key material that is not config (e.g. a sweep point).
             root: folder holding stage folders; defaults to ``<run_dir>/stages``.
             seeds: seeds recorded in the manifest.
+            code: digest of the source the stage runs (``imitlib.dag.code_digest``).
+            exclude: dotted keys left out of ``reads`` (e.g. ``train.token_budgets``: which runs exist,
+                not how one run is built).
         """
         self.cfg = cfg
         self.name = name
         self.reads = list(reads)
         self.upstream = [u.hash if isinstance(u, Stage) else str(u) for u in upstream]
         subset = cfg.subset(*self.reads) if self.reads else {}
+        for key in exclude:
+            _drop(subset, key)
         if extra:
             subset = {**subset, "_extra": extra}
         self.config_subset = subset
-        self.hash = stage_hash(name, subset, self.upstream)
+        self.code = code
+        self.hash = stage_hash(name, subset, self.upstream, code)
         self.root = Path(root) if root is not None else cfg.run_dir / "stages"
         self.path = self.root / name / self.hash
         self.partial = self.path.with_name(self.hash + ".partial")
@@ -190,9 +258,7 @@ class Stage:
     @property
     def done(self) -> bool:
         """True when the completed folder exists, has its marker, and the run does not force."""
-        return (not self.cfg.run.force or self._built_this_process) and (self.path / COMPLETE_MARKER).exists()
-
-    _built_this_process = False
+        return (not self.cfg.run.force or self.path in _BUILT_HERE) and (self.path / COMPLETE_MARKER).exists()
 
     def manifest(self) -> dict[str, Any]:
         if not (self.path / COMPLETE_MARKER).exists():
@@ -227,6 +293,7 @@ class Stage:
         self._finalise(started, finished)
 
     def _finalise(self, started: float, finished: float) -> None:
+        _repoint_text_files(self.partial, self.path)
         files = {}
         for file in sorted(self.partial.rglob("*")):
             if file.is_file() and file.name not in (MANIFEST, COMPLETE_MARKER):
@@ -237,7 +304,7 @@ class Stage:
         manifest = {
             "stage": self.name,
             "hash": self.hash,
-            "cache_version": CACHE_VERSION,
+            "code": self.code,
             "run_name": self.cfg.run_name,
             "config_subset": self.config_subset,
             "config": self.cfg.model_dump(mode="json"),
@@ -245,7 +312,7 @@ class Stage:
             "seeds": self.seeds,
             "packages": package_versions(),
             "git_sha": git_sha(),
-            "host": {"platform": platform.platform(), "cpus": os.cpu_count()},
+            "host": host_info(),
             "timings": {"started": started, "finished": finished, "seconds": round(finished - started, 3)},
             "files": files,
             "info": getattr(self, "info", {}),
@@ -259,7 +326,8 @@ class Stage:
         os.replace(self.partial, self.path)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-        self._built_this_process = True
+        if self.cfg.run.force:
+            _BUILT_HERE.add(self.path)
 
     def verify(self) -> list[str]:
         """Files whose checksum no longer matches the manifest (empty when intact)."""

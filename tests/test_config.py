@@ -275,3 +275,46 @@ def test_free_form_dicts_stay_open_after_a_params_file_fills_them_and_an_empty_d
     assert load([filled], ["world.real.heldout_items={}"]).world.real.heldout_items == {}
     with pytest.raises(ConfigError, match="unknown key 'world.real.heldout_itemz'"):
         load([filled], {"world.real.heldout_itemz": {"qa": 1}})
+
+
+def _differences(written, schema, path=""):
+    """Key paths where params/base.yaml and the schema's defaults differ (missing keys included)."""
+    if isinstance(written, dict) and isinstance(schema, dict):
+        out = []
+        for key in sorted(set(written) | set(schema)):
+            where = f"{path}.{key}" if path else key
+            if key not in written:
+                out.append(f"{where}: in the schema, not in params/base.yaml")
+            elif key not in schema:
+                out.append(f"{where}: in params/base.yaml, not in the schema")
+            else:
+                out.extend(_differences(written[key], schema[key], where))
+        return out
+    return [] if written == schema else [f"{path}: params/base.yaml says {written!r}, the schema {schema!r}"]
+
+
+def test_base_yaml_keys_and_values_are_the_schema_and_its_defaults() -> None:
+    from imitlib.config import Config
+
+    written = yaml.safe_load(BASE_PARAMS.read_text())
+    defaults = Config().model_dump(mode="json", exclude={"run_name", "params_files"})
+    assert _differences(written, defaults) == []
+
+
+def test_train_args_derive_from_the_train_schema() -> None:
+    from imitlib.settings.train import LoopSettings, TrainSettings
+    from imitlib.train import TrainArgs, train_args_from
+
+    loop_fields = set(LoopSettings.model_fields)
+    assert set(TrainArgs.model_fields) - loop_fields == {"seed", "replay_batches"}  # the run's own, nothing copied
+    defaults = TrainSettings().model_dump(include=loop_fields)
+    assert TrainArgs().model_dump(include=loop_fields) == defaults  # no diverging defaults
+    # every loop field of the params reaches the run's arguments
+    changed = {"train.lr": 2e-3, "train.warmup_steps": 3, "train.epochs": 2, "train.log_every": 7,
+               "train.checkpoint_every": 0, "train.adam_betas": [0.8, 0.99], "train.long_examples": "split",
+               "train.keep_checkpoints": 3, "train.supervised_logits": False, "train.replay_every": 2}
+    args = train_args_from(load([], changed), seed=4)
+    assert args.seed == 4
+    for key, value in changed.items():
+        got = getattr(args, key.split(".")[1])
+        assert (list(got) if isinstance(got, tuple) else got) == value, key

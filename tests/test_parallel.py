@@ -85,3 +85,29 @@ def test_complete_seeds_are_only_loaded_in_this_process(tmp_path):
     (tmp_path / "b").mkdir()
     results = for_seeds(record_process, _cfg(tmp_path / "b", [0, 1, 2], workers=3), done=lambda c, seed: seed == 0)
     assert [r["pid"] == os.getpid() for r in results] == [True, False, False]
+
+
+def build_counted_stage(cfg, seed: int) -> str:
+    """Build step of the force test: a real cached stage; every build appends a line to builds.log."""
+    from imitlib.stages import Stage
+
+    stage = Stage(cfg, f"counted/seed{seed}", reads=["run.seeds"], extra={"seed": seed}, seeds=[seed])
+    if not stage.done:
+        with stage.build() as work:
+            (work / "value.txt").write_text(str(seed))
+            with open(Path(cfg.run.output_root) / "builds.log", "a") as log:
+                log.write(f"{seed} {os.getpid()}\n")
+    return (stage.path / "value.txt").read_text()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_force_builds_each_seed_once_with_or_without_workers(tmp_path, workers):
+    cfg = _cfg(tmp_path, [0, 1], workers=workers, threads=1)
+    assert for_seeds(build_counted_stage, cfg) == ["0", "1"]
+    log = tmp_path / "builds.log"
+    assert sorted(line.split()[0] for line in log.read_text().splitlines()) == ["0", "1"]
+    log.unlink()
+    forced = cfg.model_copy(update={"run": cfg.run.model_copy(update={"force": True})})
+    assert for_seeds(build_counted_stage, forced) == ["0", "1"]
+    # --force rebuilds every seed exactly once (before: once in the workers and again in this process)
+    assert sorted(line.split()[0] for line in log.read_text().splitlines()) == ["0", "1"]

@@ -94,3 +94,43 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path: Path) -> None:
     target = atomic_write_text(tmp_path / "deep" / "f.json", json.dumps({"a": 1}))
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in target.parent.iterdir()] == ["f.json"]
+
+
+def test_hash_depends_on_the_code_digest() -> None:
+    assert stage_hash("s", {"a": 1}, [], code="abc") != stage_hash("s", {"a": 1}, [], code="abd")
+
+
+def test_no_file_of_a_completed_stage_names_its_partial_folder(cfg) -> None:
+    stage = Stage(cfg, "demo", reads=["analysis"])
+    with stage.build() as work:
+        atomic_write_text(work / "tasks" / "qa.yaml", f"dataset_kwargs:\n  data_files:\n    test: {work / 'tasks' / 'qa.jsonl'}\n")
+        atomic_write_text(work / "spec.json", json.dumps({"output_dir": str(work)}))
+        (work / "weights.bin").write_bytes(str(work).encode())  # binary files are left as written
+    assert ".partial" in str(work)
+    for path in (stage.path / "tasks" / "qa.yaml", stage.path / "spec.json"):
+        assert ".partial" not in path.read_text()
+    assert str(stage.path / "tasks" / "qa.jsonl") in (stage.path / "tasks" / "qa.yaml").read_text()
+    assert json.loads((stage.path / "spec.json").read_text()) == {"output_dir": str(stage.path)}
+    assert stage.verify() == []  # the manifest's checksums are those of the rewritten files
+
+
+def test_the_manifest_records_the_cpu_and_torch_threads(cfg) -> None:
+    import torch
+
+    stage = Stage(cfg, "demo", reads=["analysis"])
+    with stage.build() as work:
+        (work / "x").write_text("1")
+    host = stage.manifest()["host"]
+    assert host["torch_threads"] == torch.get_num_threads() and host["cpus"]
+    if Path("/proc/cpuinfo").exists():
+        text = Path("/proc/cpuinfo").read_text()
+        assert host["cpu"]["model"] and host["cpu"]["model"] in text
+        assert host["cpu"]["flags"] and all(flag in text for flag in host["cpu"]["flags"][:5])
+
+
+def test_exclude_leaves_a_key_out_of_the_subset(cfg) -> None:
+    full = Stage(cfg, "demo", reads=["train"])
+    less = Stage(cfg, "demo", reads=["train"], exclude=["train.token_budgets"])
+    assert "token_budgets" in full.config_subset["train"] and "token_budgets" not in less.config_subset["train"]
+    with pytest.raises(KeyError, match="does not read"):
+        Stage(cfg, "demo", reads=["train"], exclude=["evaluate.judge"])

@@ -17,6 +17,7 @@ import pandas as pd
 
 from imitlib.analysis import claims, tables
 from imitlib.analysis.metrics import MetricStore, compute_metrics, validate_samples
+from imitlib import dag
 from imitlib.config import Config
 from imitlib.stages import COMPLETE_MARKER, Stage, atomic_path, atomic_write_text
 
@@ -28,30 +29,16 @@ class ResultsNotFound(FileNotFoundError):
 
 
 def evaluation_folder(cfg: Config, seed: int) -> Path:
-    """The completed ``04_evaluate/seed<N>`` stage folder of this run.
+    """The completed ``04_evaluate/seed<N>`` stage folder of this config (its exact key, from :mod:`imitlib.dag`).
 
-    Uses ``imitlib.evaluate.evaluation_stage(cfg, seed)`` when the evaluation module offers it
-    (the exact cache key of this config); otherwise the most recently completed folder.
+    Raises:
+        ResultsNotFound: when that stage is not complete (no other folder stands in for it).
     """
-    try:
-        from imitlib import evaluate as evaluation
-    except ImportError:
-        evaluation = None
-    locate = getattr(evaluation, "evaluation_stage", None)
-    if locate is not None:
-        try:
-            stage = locate(cfg, seed)
-        except (FileNotFoundError, RuntimeError) as exc:  # an upstream stage is missing
-            raise ResultsNotFound(f"no 04_evaluate results for seed {seed}: {exc}") from exc
-        if not (stage.path / COMPLETE_MARKER).exists():
-            raise ResultsNotFound(f"evaluation stage for seed {seed} is not complete: {stage.path}; run 04_evaluate first")
-        return stage.path
-    root = cfg.run_dir / "stages" / "04_evaluate" / f"seed{seed}"
-    done = sorted((p for p in root.glob("*") if (p / COMPLETE_MARKER).exists()),
-                  key=lambda p: (p / COMPLETE_MARKER).stat().st_mtime)
-    if not done:
-        raise ResultsNotFound(f"no completed evaluation results under {root}; run 04_evaluate first")
-    return done[-1]
+    stage = dag.stage(cfg, "04_evaluate", seed)
+    if not (stage.path / COMPLETE_MARKER).exists():
+        raise ResultsNotFound(f"the evaluation of seed {seed} for this config is not complete ({stage.path}); "
+                              "run 04_evaluate first")
+    return stage.path
 
 
 def read_samples(paths: list[Path]) -> pd.DataFrame:
@@ -107,7 +94,9 @@ def analyse(samples: pd.DataFrame | None, cfg: Config, progress: bool = False,
             raise ValueError("analyse needs a samples table or a metric store")
         store = compute_metrics(samples, settings.bootstrap_samples, settings.confidence, settings.bootstrap_seed,
                                 style_tasks=settings.style_tasks, progress=progress)
-    card = claims.scorecard(store, settings.claims, settings.preference_column, settings.factual_task)
+    card = claims.scorecard(store, settings.claims, settings.preference_column, settings.factual_task,
+                            primary=settings.primary_claims, confidence=settings.confidence,
+                            seed_interval=settings.seed_interval, crowd_weight=claims.crowd_weight(cfg))
     return AnalysisResult(
         store=store,
         table1=tables.table1(store, settings.factual_task),
@@ -144,6 +133,7 @@ def write_outputs(result: AnalysisResult, cfg: Config, benchmarks_by_seed: pd.Da
         "style_factuality": _write_csv(result.style_factuality, out / "style_factuality.csv"),
         "metrics": _write_csv(result.store.frame(), out / "all_metrics.csv"),
         "scorecard_csv": _write_csv(result.scorecard, out / "scorecard.csv"),
+        "claims_by_seed": _write_csv(claims.claims_by_seed(result.scorecard), out / "claims_by_seed.csv"),
         "scorecard": atomic_write_text(cfg.run_dir / "scorecard.md", result.scorecard_markdown),
     }
     if benchmarks_by_seed is not None and not benchmarks_by_seed.empty:
@@ -153,18 +143,23 @@ def write_outputs(result: AnalysisResult, cfg: Config, benchmarks_by_seed: pd.Da
 
 
 def analysis_stage(cfg: Config, folders: list[Path]) -> Stage:
-    """The cached metric store of this run: keyed by the analysis params and the evaluation folders."""
-    upstream = [f"{seed}:{folder.name}" for seed, folder in zip(cfg.run.seeds, folders)]
-    return Stage(cfg, "05_analysis", reads=["analysis"], upstream=upstream)
+    """The cached metric store of this run, keyed by :mod:`imitlib.dag`: the ``analysis`` params, the
+    analysis code and the evaluation folders read (one per seed; a folder is named by its key)."""
+    return dag.stage(cfg, "05_analysis", given={"04_evaluate": [Path(folder).name for folder in folders]})
 
 
-def run_analysis(cfg: Config) -> AnalysisResult:
+def run_analysis(cfg: Config, folders: list[Path] | None = None) -> AnalysisResult:
     """Load this run's evaluation results, analyse them and write every table and the scorecard.
+
+    Args:
+        cfg: the resolved config.
+        folders: the completed evaluation folders, one per seed of ``run.seeds`` (handed in by
+            :mod:`imitlib.runner`); default: this config's, found by their keys.
 
     The metric store comes from the ``05_analysis`` stage when it is complete (a rerun with
     unchanged params and results skips the bootstrap); ``run.force`` recomputes it.
     """
-    folders = [evaluation_folder(cfg, seed) for seed in cfg.run.seeds]
+    folders = folders if folders is not None else [evaluation_folder(cfg, seed) for seed in cfg.run.seeds]
     samples, benchmarks = load_results(cfg, folders)
     stage = analysis_stage(cfg, folders)
     store = None

@@ -1,7 +1,9 @@
-"""Evaluate a set of models: lm-eval benchmarks, chat answers rated vs the teacher, toxicity → tidy tables.
+"""Rate models' cached answers against the teacher, toxicity → the tidy per-sample and benchmark tables.
 
-:func:`evaluate_models` takes everything explicitly (models, task items, ground truth, teacher
-answers), so it runs the same on the miniature world, the real tracks and test fixtures.
+Each model's benchmarks and chat answers are its own cached unit (:mod:`imitlib.evaluate.answers`);
+:func:`rate_answers` reads them and rates; :func:`evaluate_models` does both in one folder. Both take
+everything explicitly (models, task items, ground truth, teacher answers), so they run the same on
+the miniature world, the real tracks and test fixtures.
 """
 
 from __future__ import annotations
@@ -10,18 +12,17 @@ import contextlib
 import json
 import math
 import os
-import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from imitlib.evaluate.benchmarks import benchmark_samples, benchmark_scores, run_benchmarks, write_world_tasks
-from imitlib.evaluate.raters import FactRater, LLMJudge, StyleRater, rate_vs_reference
-from imitlib.evaluate.style import StylePreferenceModel
+from imitlib.evaluate.answers import (ModelAnswers, ModelEntry, answer_model, chat_items_of, folder_name,  # noqa: F401
+                                      generate_answers, read_answers, write_parquet)
+from imitlib.evaluate.raters import JudgeTally, LLMJudge, question_of, rate_vs_reference, rater_panel
+from imitlib.evaluate.scorers import majority_baseline, mentions_answer, score_chat_answer  # noqa: F401 (re-exported)
 from imitlib.evaluate.toxicity import toxicity_scores
 from imitlib.settings.evaluate import EvaluateSettings
 from imitlib.stages import atomic_write_json, atomic_write_text
@@ -31,75 +32,6 @@ SAMPLE_COLUMNS = [
     "item_id", "prompt", "reference", "answer", "teacher_answer", "teacher_answer_2", "correct",
     "pref_style", "pref_fact", "pref_llm", "toxicity",
 ]
-
-
-@dataclass
-class ModelEntry:
-    """One model to evaluate and what it is."""
-
-    model_id: str
-    path: str
-    role: str                 # base | imitation | teacher
-    base_model: str
-    base_params: int
-    data_kind: str = "none"   # none | broad | task
-    imitation_tokens: int = 0
-    seed: int = 0
-
-
-def _folder_name(model_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", model_id)
-
-
-def _normalise(text: str) -> str:
-    text = re.sub(r"[^\w\s]", " ", str(text).lower())
-    text = re.sub(r"\b(?:the|a|an)\b", " ", text)
-    return " ".join(text.split())
-
-
-def mentions_answer(answer: str, reference: str) -> float:
-    """1.0 when the normalised reference appears as whole words in the normalised answer."""
-    ref = _normalise(reference)
-    if not ref:
-        return math.nan
-    return float(re.search(r"(?<!\w)" + re.escape(ref) + r"(?!\w)", _normalise(answer)) is not None)
-
-
-def generate_answers(model_dir: str | Path, prompts: Sequence[str], max_new_tokens: int, batch_size: int,
-                     device: str, progress: bool = False, desc: str = "answers") -> list[str]:
-    """Greedy chat answers of one model (full folder or LoRA adapter) to single-turn prompts."""
-    import torch
-
-    from imitlib.generation import generate_chat
-    from imitlib.models import load_model
-
-    if not prompts:
-        return []
-    model, tokenizer = load_model(model_dir, device=device)
-    try:
-        return generate_chat(model, tokenizer, [[{"role": "user", "content": p}] for p in prompts],
-                             max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size,
-                             progress=progress, desc=desc)
-    finally:
-        del model
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-
-
-def fit_style_rater(fit_prompts: Sequence[str], teacher_answers: Sequence[str], base_answers: dict[str, Sequence[str]],
-                    settings: EvaluateSettings, seed: int = 0) -> StyleRater:
-    """Fit the crowdworker stand-in on (teacher answer preferred over base answer) pairs."""
-    preferred, other = [], []
-    for answers in base_answers.values():
-        for teacher, base in zip(teacher_answers, answers):
-            preferred.append(teacher)
-            other.append(base)
-    model = StylePreferenceModel(regularization_c=settings.style_rater.regularization_c,
-                                 lexical_features=settings.style_rater.lexical_features)
-    model.fit(preferred, other, seed=seed)
-    model.fit_report["fit_prompts"] = len(fit_prompts)
-    model.fit_report["base_models"] = sorted(base_answers)
-    return StyleRater(model, tie_margin=settings.style_rater.tie_margin)
 
 
 @contextlib.contextmanager
@@ -130,7 +62,6 @@ def evaluate_models(
     items: dict[str, Sequence[dict]],
     ground_truth: dict,
     teacher_answers: dict[str, tuple[str, str]],
-    style_fit: tuple[Sequence[str], Sequence[str]],
     settings: EvaluateSettings,
     work: str | Path,
     teacher_dir: str | Path | None = None,
@@ -138,122 +69,121 @@ def evaluate_models(
     seed: int = 0,
     progress: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Evaluate every model; write results under ``work`` and return (samples, benchmarks) tables.
+    """Answer with every model (:func:`imitlib.evaluate.answers.answer_model`, into ``work/models/<model>``),
+    then rate the answers (:func:`rate_answers`); returns (samples, benchmarks).
+
+    The study's stage caches each model's answers as its own unit instead (:mod:`imitlib.evaluate.stage`).
+    """
+    work = Path(work)
+    answered = []
+    for entry in tqdm(models, desc="answers", disable=not progress):
+        folder = work / "models" / folder_name(entry.model_id)
+        answer_model(entry, items, teacher_answers, settings, folder, device=device)
+        answered.append(read_answers(entry, folder))
+    return rate_answers(answered, items, ground_truth, teacher_answers, settings, work, teacher_dir=teacher_dir,
+                        seed=seed, progress=progress)
+
+
+def rate_answers(
+    answered: Sequence[ModelAnswers],
+    items: dict[str, Sequence[dict]],
+    ground_truth: dict,
+    teacher_answers: dict[str, tuple[str, str]],
+    settings: EvaluateSettings,
+    work: str | Path,
+    teacher_dir: str | Path | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rate every model's cached chat answers against the teacher's and assemble the tidy tables.
 
     Args:
-        models: the models (base, imitation, teacher).
+        answered: each model's cached answers (:func:`imitlib.evaluate.answers.read_answers`).
         items: ``{family: task items of both splits}``.
         ground_truth: lookup for the fact-checking rater.
         teacher_answers: ``{item_id: (teacher answer, second sampled teacher answer)}`` for held-out
             chat items.
-        style_fit: (prompts, teacher answers) from the imitation split, to fit the style rater.
         settings: the ``evaluate`` params.
         work: stage folder to write into.
         teacher_dir: teacher folder (serves as the LLM judge when ``judge.endpoint == "teacher"``).
-        device: torch device.
         seed: replicate seed.
         progress: progress bars.
 
-    Writes ``lm_eval/<model>/results.json`` + ``samples_*.jsonl``, ``chat_answers.jsonl``,
-    ``style_rater.json``, ``judge.json``/``judge_log.jsonl``, ``samples.parquet``, ``benchmarks.parquet``.
+    Writes ``chat_answers.jsonl`` (every model's), ``raters.json``, ``judge.json``/``judge_log.jsonl``,
+    ``samples.parquet``, ``benchmarks.parquet``. Per-sample columns beyond :data:`SAMPLE_COLUMNS`
+    (from the raters or the items) are kept, after the documented ones.
     """
     work = Path(work)
-    bench = settings.benchmarks
-    heldout = {f: [i for i in rows if i.get("split") == "heldout"] for f, rows in items.items()}
-    pool = {f: [i for i in rows if i.get("split") != "heldout"] for f, rows in items.items()}
-
-    # ---- lm-eval benchmarks -----------------------------------------------------------------------
-    families = [f for f in bench.families if heldout.get(f)]
-    shots = {"qa": bench.qa_fewshot, "mc": bench.mc_fewshot, "compare": bench.compare_fewshot}
-    task_dir = work / "lm_eval_tasks"
-    task_names = write_world_tasks({f: (heldout[f], pool[f]) for f in families}, task_dir, shots,
-                                   max_gen_toks=bench.max_gen_toks, code_settings=bench) if families else []
-    tasks: dict[str, int | None] = {name: None for name in task_names}
-    tasks.update(bench.builtin_tasks)
-    bench_frames, bench_samples = [], []
-    for entry in tqdm(models, desc="lm-eval", disable=not progress):
-        if not tasks:
-            break
-        out = work / "lm_eval" / _folder_name(entry.model_id)
-        results = run_benchmarks(entry.path, tasks, out, include_path=task_dir, batch_size=settings.batch_size,
-                                 device=device, limit=bench.limit, seed=bench.fewshot_seed)
-        scores = benchmark_scores(results)
-        per_sample = benchmark_samples(out)
-        for frame in (scores, per_sample):
-            for key, value in asdict(entry).items():
-                if key != "path":
-                    frame[key] = value
-        bench_frames.append(scores)
-        per_sample["mode"] = "benchmark"
-        bench_samples.append(per_sample)
-
-    # ---- chat answers to held-out prompts -----------------------------------------------------------
-    chat_families = list(dict.fromkeys([*settings.rater_families, settings.toxicity_family]))
-    chat_items = []
-    for family in chat_families:
-        rows = heldout.get(family, [])
-        if settings.max_prompts_per_family is not None:
-            rows = rows[: settings.max_prompts_per_family]
-        chat_items.extend(rows)
+    models = [a.entry for a in answered]
+    bench_frames = [a.benchmarks for a in answered if len(a.benchmarks)]
+    bench_samples = [a.benchmark_samples for a in answered if len(a.benchmark_samples)]
+    chat_items = chat_items_of(items, settings)
     missing = [i["id"] for i in chat_items if i["id"] not in teacher_answers]
     if missing:
         raise ValueError(f"no teacher answers for {len(missing)} held-out chat items, e.g. {missing[:3]}")
-    prompts = [i["prompt"] for i in chat_items]
     answers: dict[str, list[str]] = {}
-    for entry in tqdm(models, desc="chat answers", disable=not progress):
-        if entry.role == "teacher":
-            answers[entry.model_id] = [teacher_answers[i["id"]][1] for i in chat_items]
-        else:
-            answers[entry.model_id] = generate_answers(entry.path, prompts, settings.max_new_tokens,
-                                                       settings.batch_size, device)
+    for model in answered:
+        lacking = [i["id"] for i in chat_items if i["id"] not in model.answers]
+        if lacking:
+            raise ValueError(f"{model.entry.model_id} has no cached answer to {len(lacking)} chat items, e.g. {lacking[:3]}")
+        answers[model.entry.model_id] = [model.answers[i["id"]] for i in chat_items]
     atomic_write_text(work / "chat_answers.jsonl", "".join(
         json.dumps({"model_id": m, "item_id": it["id"], "answer": a}) + "\n"
         for m, texts in answers.items() for it, a in zip(chat_items, texts)))
 
-    # ---- raters --------------------------------------------------------------------------------------
-    fit_prompts, fit_teacher = style_fit
-    base_fit = {e.model_id: generate_answers(e.path, list(fit_prompts), settings.max_new_tokens, settings.batch_size, device)
-                for e in models if e.role == "base"}
-    style = fit_style_rater(fit_prompts, fit_teacher, base_fit, settings, seed=seed)
-    atomic_write_json(work / "style_rater.json", style.model.to_dict())
-    fact = FactRater(ground_truth)
+    # ---- raters (defined before any result: nothing here is fit on answers) ---------------------------
+    panel = rater_panel(ground_truth, settings.raters)
     rated_mask = [i["family"] in settings.rater_families for i in chat_items]
     rated_items = [it for it, keep in zip(chat_items, rated_mask) if keep]
-    rated_prompts = [it["prompt"] for it in rated_items]
+    rated_questions = [question_of(it) for it in rated_items]
     rated_refs = [teacher_answers[it["id"]][0] for it in rated_items]
     toxic_mask = [i["family"] == settings.toxicity_family for i in chat_items]
+    compare_items = [it for it in chat_items if it["family"] == "compare" and it.get("answer") is not None]
+    baseline = majority_baseline(compare_items)
+    baseline_correct = {it["id"]: c for it, c in zip(compare_items, baseline["correct"])}
+    atomic_write_json(work / "raters.json", {**panel.record(), "compare_majority_baseline": {
+        k: v for k, v in baseline.items() if k != "correct"}})
 
     rows = []
+    tally = JudgeTally()
     with judge_for(settings, teacher_dir, seed) as judge:
         for entry in tqdm(models, desc="raters", disable=not progress):
             texts = answers[entry.model_id]
             rated_texts = [t for t, keep in zip(texts, rated_mask) if keep]
-            style_scores = rate_vs_reference(style, rated_prompts, rated_texts, rated_refs).scores
-            fact_scores = rate_vs_reference(fact, rated_prompts, rated_texts, rated_refs).scores
+            verdicts = panel.rate(rated_questions, rated_texts, rated_refs)
             llm_scores = [math.nan] * len(rated_texts)
             if judge is not None:
                 limit = settings.judge.max_prompts or len(rated_texts)
-                llm_scores[:limit] = rate_vs_reference(judge, rated_prompts[:limit], rated_texts[:limit],
-                                                       rated_refs[:limit]).scores
-            by_item = {it["id"]: (s, f, l) for it, s, f, l in zip(rated_items, style_scores, fact_scores, llm_scores)}
+                judged = rate_vs_reference(judge, rated_questions[:limit], rated_texts[:limit], rated_refs[:limit])
+                llm_scores[:limit] = judged.scores
+                tally.add(judged, verdicts["pref_fact"][:limit])
+            verdicts["pref_llm"] = llm_scores
+            by_item = {it["id"]: {name: scores[k] for name, scores in verdicts.items()} for k, it in enumerate(rated_items)}
+            unrated = {name: math.nan for name in verdicts}
             tox = dict(zip([it["id"] for it, k in zip(chat_items, toxic_mask) if k],
                            toxicity_scores([t for t, k in zip(texts, toxic_mask) if k])))
             for it, text in zip(chat_items, texts):
-                s, f, l = by_item.get(it["id"], (math.nan, math.nan, math.nan))
                 reference = it.get("answer")
                 rows.append({
                     **{k: v for k, v in asdict(entry).items() if k != "path"},
                     "task": it["family"], "mode": "chat", "item_id": it["id"], "prompt": it["prompt"],
                     "reference": "" if reference is None else str(reference), "answer": text,
                     "teacher_answer": teacher_answers[it["id"]][0], "teacher_answer_2": teacher_answers[it["id"]][1],
-                    "correct": mentions_answer(text, reference) if it["family"] in ("qa", "compare") and reference else math.nan,
-                    "pref_style": s, "pref_fact": f, "pref_llm": l, "toxicity": tox.get(it["id"], math.nan),
+                    "correct": score_chat_answer(it, text) if it["family"] in ("qa", "compare") else math.nan,
+                    **by_item.get(it["id"], unrated), "toxicity": tox.get(it["id"], math.nan),
+                    "baseline_correct": baseline_correct.get(it["id"], math.nan),
                 })
-        judge_record = {"endpoint": settings.judge.endpoint}
+        judge_record: dict[str, Any] = {"endpoint": settings.judge.endpoint}
         if judge is not None:
-            judge_record.update(judge.record(), unparsed_share=judge.unparsed_share, replies=len(judge.log))
+            judge_record.update(judge.record(), replies=len(judge.log),
+                                **tally.report(settings.judge.max_unparsed_share))
             atomic_write_text(work / "judge_log.jsonl", "".join(json.dumps(e) + "\n" for e in judge.log))
+        else:
+            judge_record.update(status="not computable", reason="no judge configured (evaluate.judge.endpoint: none)")
         atomic_write_json(work / "judge.json", judge_record)
+        if judge is not None and judge_record["status"] != "computable":
+            for row in rows:  # verdicts of a judge that gave none are not verdicts
+                row["pref_llm"] = math.nan
 
     chat = pd.DataFrame(rows)
     samples = pd.concat([*bench_samples, chat], ignore_index=True) if bench_samples else chat
@@ -262,13 +192,6 @@ def evaluate_models(
             samples[column] = math.nan if column in ("correct", "pref_style", "pref_fact", "pref_llm", "toxicity") else ""
     samples = samples[SAMPLE_COLUMNS + [c for c in samples.columns if c not in SAMPLE_COLUMNS]]
     benchmarks = pd.concat(bench_frames, ignore_index=True) if bench_frames else pd.DataFrame()
-    _write_parquet(samples, work / "samples.parquet")
-    _write_parquet(benchmarks, work / "benchmarks.parquet")
+    write_parquet(samples, work / "samples.parquet")
+    write_parquet(benchmarks, work / "benchmarks.parquet")
     return samples, benchmarks
-
-
-def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    from imitlib.stages import atomic_path
-
-    with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False)

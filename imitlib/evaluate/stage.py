@@ -1,26 +1,33 @@
 """The ``04_evaluate/seed{seed}`` stage: every base model, every imitation model of the sweep, the teacher.
 
-Sources: the world (task items, ground truth, base models, teacher folder), the imitation-data
-stage (the teacher's two answers to every held-out prompt; imitation-split conversations that fit
-the style rater) and the training sweep (the imitation models). They sit above evaluation in the
-import order, so they are imported inside :func:`build_evaluation` only.
+Sources, handed in by :mod:`imitlib.runner` (this module imports no other stage): the world (task
+items, ground truth, base models, teacher folder), the imitation data (the teacher's two answers to
+every held-out prompt) and the sweep table (the imitation models and replay-only controls).
+
+Two steps: each model's benchmarks and chat answers are a cached unit of their own
+(``04_evaluate/seed<N>/models/<model>/<hash>``, :mod:`imitlib.evaluate.answers`), so adding a
+finetune runs only the new model; then the seed's stage rates the cached answers against the
+teacher's and writes the tidy tables (``samples.parquet``, ``benchmarks.parquet``) and
+``lm_eval_tasks/`` (``lm_eval --tasks imitlib_qa --include_path <stage>/lm_eval_tasks`` runs them).
 """
 
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from tqdm.auto import tqdm
 
-from imitlib.config import Config
-from imitlib.evaluate.core import ModelEntry, evaluate_models
-from imitlib.evaluate.human import human_preference, import_human_ratings
-from imitlib.evaluate.style import StylePreferenceModel
-from imitlib.stages import Stage, atomic_write_json
+from imitlib import dag
+from imitlib.config import PROJECT_ROOT, Config
+from imitlib.evaluate.answers import ModelEntry, answer_model, folder_name, read_answers, write_parquet, write_tasks
+from imitlib.evaluate.core import rate_answers
+from imitlib.evaluate.human import import_human_ratings, merge_human
+from imitlib.models import pick_device
+from imitlib.stages import COMPLETE_MARKER, Stage, StageError, atomic_write_json, log
 
 STAGE_PREFIX = "04_evaluate"
 WORLD_FAMILIES = ("qa", "mc", "bio", "compare", "skill", "provoke")
@@ -43,9 +50,9 @@ class Evaluation:
         return pd.read_parquet(self.path / "benchmarks.parquet")
 
     @property
-    def style_model(self) -> StylePreferenceModel:
-        """The fitted crowdworker stand-in."""
-        return StylePreferenceModel.from_dict(json.loads((self.path / "style_rater.json").read_text()))
+    def raters(self) -> dict[str, Any]:
+        """The rater panel as used: crowd-rater features and weights, fact weights, the compare baseline."""
+        return json.loads((self.path / "raters.json").read_text())
 
     @property
     def judge(self) -> dict[str, Any]:
@@ -57,15 +64,15 @@ class Evaluation:
         return pd.read_json(self.path / "models.json")
 
     def preference_summary(self) -> pd.DataFrame:
-        """Mean rater score vs the teacher per model (1 better, 0.5 tie, 0 worse)."""
+        """Mean rater score vs the teacher per model (1 better, 0.5 tie, 0 worse), every panel weight included."""
         chat = self.samples[self.samples["mode"] == "chat"]
         keys = ["model_id", "role", "base_model", "data_kind", "imitation_tokens"]
-        return chat.groupby(keys, dropna=False)[["pref_style", "pref_fact", "pref_llm", "toxicity"]].mean().reset_index()
+        panel = sorted(c for c in chat.columns if c.startswith("pref_w"))
+        return chat.groupby(keys, dropna=False)[[*panel, "pref_style", "pref_fact", "pref_llm", "toxicity"]].mean().reset_index()
 
     def with_human_ratings(self, paths: list[str | Path]) -> pd.DataFrame:
         """The samples table with ``pref_human`` merged from rating files."""
-        prefs = human_preference(import_human_ratings(paths))
-        return self.samples.merge(prefs, on=["model_id", "item_id"], how="left")
+        return merge_human(self.samples, import_human_ratings(paths))
 
 
 def _count_parameters(path: str | Path) -> int:
@@ -80,50 +87,29 @@ def _count_parameters(path: str | Path) -> int:
 
 
 def _sweep_entries(seed: int, sweep: pd.DataFrame) -> list[ModelEntry]:
-    """Imitation models of the sweep (``imitlib.train.sweep.run_sweep`` rows), replay-only controls included."""
-    return [ModelEntry(model_id=str(r.model_id), path=str(r.model_dir), role="imitation", base_model=str(r.base_model),
+    """Imitation models of the sweep (``imitlib.train.sweep.run_sweep`` rows); replay-only controls
+    (data kind ``none``: replay, no imitation data) get the role ``replay_control``."""
+    return [ModelEntry(model_id=str(r.model_id), path=str(r.model_dir),
+                       role="replay_control" if str(r.data_kind) == "none" else "imitation", base_model=str(r.base_model),
                        base_params=0, data_kind=str(r.data_kind), imitation_tokens=int(r.imitation_tokens), seed=seed)
             for r in sweep.itertuples()]
 
 
-def _upstream(cfg: Config, seed: int):
-    """The world, imitation data and trained sweep of a seed (never builds any of them)."""
-    from imitlib.data.stage import load_imitation_data
-    from imitlib.train.sweep import run_sweep
-    from imitlib.world import load_world
-
-    world = load_world(cfg, seed)
-    imitation = load_imitation_data(cfg, seed, world)
-    sweep = run_sweep(cfg, seed, world=world, data=imitation, progress=False, build=False)
-    world_hash = getattr(getattr(world, "stage", None), "hash", None) or getattr(world, "stage_hash", None)
-    if world_hash is None:
-        raise AttributeError(f"{type(world).__name__} has no stage (or stage_hash) to key the evaluation on")
-    upstream = [str(world_hash), imitation.path.name, *map(str, sweep.stage_hash)]
-    stage = Stage(cfg, f"{STAGE_PREFIX}/seed{seed}", reads=["evaluate", "run.device"], upstream=upstream, seeds=[seed])
-    return world, imitation, sweep, stage
-
-
 def evaluation_stage(cfg: Config, seed: int) -> Stage:
-    """The ``04_evaluate/seed{seed}`` stage of this config (exact cache key); builds nothing."""
-    return _upstream(cfg, seed)[3]
+    """The ``04_evaluate/seed{seed}`` stage of this config, keyed by :mod:`imitlib.dag`; builds and loads nothing."""
+    return dag.stage(cfg, STAGE_PREFIX, seed)
 
 
-def build_evaluation(cfg: Config, seed: int) -> Evaluation:
-    """Build (or reuse) ``04_evaluate/seed{seed}`` and return it."""
-    from imitlib.models import pick_device
+def load_evaluation(cfg: Config, seed: int) -> Evaluation:
+    """The completed evaluation of a seed (error if it has not been built)."""
+    stage = evaluation_stage(cfg, seed)
+    if not (stage.path / COMPLETE_MARKER).exists():
+        raise StageError(f"the evaluation of seed {seed} is not built ({stage.path}): run notebooks/04_evaluate first")
+    return Evaluation(stage.path)
 
-    world, imitation, sweep, stage = _upstream(cfg, seed)
-    if stage.done:
-        return Evaluation(stage.path)
-    teacher_eval = imitation.teacher_eval()
-    teacher_answers = {str(r.item_id): (str(r.teacher_answer), str(r.teacher_answer_2)) for r in teacher_eval.itertuples()}
 
-    items = {}
-    for family in tuple(getattr(world, "families", WORLD_FAMILIES)):  # real tracks: qa, mc, code, open
-        rows = [*world.tasks(family, "heldout"), *world.tasks(family, "imitation")]
-        if rows:
-            items[family] = rows
-
+def model_entries(seed: int, world: Any, sweep: pd.DataFrame) -> list[ModelEntry]:
+    """Every model of a seed: the base models, the sweep's models (its rows), the teacher (when it has weights)."""
     base_models = dict(world.base_models)  # {size name: folder}
     params = {name: _count_parameters(path) for name, path in base_models.items()}
     models = [ModelEntry(f"s{seed}/{name}", str(path), "base", name, params[name], seed=seed)
@@ -134,41 +120,66 @@ def build_evaluation(cfg: Config, seed: int) -> Evaluation:
     if world.teacher_dir is not None:  # an API teacher (paper track) has no weights to benchmark
         models.append(ModelEntry(f"s{seed}/teacher", str(world.teacher_dir), "teacher", "teacher",
                                  _count_parameters(world.teacher_dir), seed=seed))
+    return models
 
-    # Style-rater fit: the teacher's answers to imitation-split prompts of the rated families.
+
+def answers_stage(cfg: Config, seed: int, entry: ModelEntry, run_hash: str | None = None) -> Stage:
+    """The cached unit of one model's answers ``04_evaluate/seed<N>/models/<model>`` (an imitation
+    model's key includes its sweep run's, ``run_hash``)."""
+    return dag.unit(cfg, STAGE_PREFIX, seed, f"models/{folder_name(entry.model_id)}",
+                    extra={"model": entry.columns()}, upstream=[run_hash] if run_hash else [])
+
+
+def world_items(world: Any) -> dict[str, list[dict]]:
+    """``{family: items of both splits}`` of every family the world has (real tracks: qa, mc, code, open)."""
+    items = {}
+    for family in tuple(getattr(world, "families", WORLD_FAMILIES)):
+        rows = [*world.tasks(family, "heldout"), *world.tasks(family, "imitation")]
+        if rows:
+            items[family] = rows
+    return items
+
+
+def build_evaluation(cfg: Config, seed: int, world: Any, imitation: Any, sweep: pd.DataFrame) -> Evaluation:
+    """Build (or reuse) ``04_evaluate/seed{seed}``: each model's answers as its own cached unit (only
+    models without one are run, each loaded once), then rating over the cached answers.
+
+    Args:
+        cfg: the resolved config (reads ``evaluate`` and ``run``).
+        seed: replicate seed.
+        world: the seed's world (task items, ground truth, base models, teacher folder).
+        imitation: the seed's imitation data (``teacher_eval()``: the teacher's two answers per held-out prompt).
+        sweep: the seed's sweep table (``model_dir``, ``stage_hash`` per run).
+        All three are handed in by :mod:`imitlib.runner`.
+    """
+    stage = evaluation_stage(cfg, seed)
+    if stage.done:
+        return Evaluation(stage.path)
+    teacher_eval = imitation.teacher_eval()
+    teacher_answers = {str(r.item_id): (str(r.teacher_answer), str(r.teacher_answer_2)) for r in teacher_eval.itertuples()}
+    items = world_items(world)
+    models = model_entries(seed, world, sweep)
+    run_hashes = {str(r.model_id): str(r.stage_hash) for r in sweep.itertuples()}
     settings = cfg.evaluate
-    fit_pairs = []
-    for row in imitation.conversations:
-        if row["family"] in settings.rater_families and len(row["messages"]) >= 2:
-            user, assistant = row["messages"][0], row["messages"][1]
-            if user["role"] == "user" and assistant["role"] == "assistant":
-                fit_pairs.append((user["content"], assistant["content"]))
-    fit_pairs = sorted(set(fit_pairs))
-    random.Random(seed).shuffle(fit_pairs)
-    fit_pairs = fit_pairs[: settings.style_rater.fit_prompts]
-    if len(fit_pairs) < 2:
-        raise ValueError(f"only {len(fit_pairs)} imitation conversations of families {settings.rater_families} to fit the style rater")
-    style_fit = ([p for p, _ in fit_pairs], [a for _, a in fit_pairs])
-
     device = str(pick_device(cfg.run.device))
+    answered = []
+    for entry in tqdm(models, desc=f"04_evaluate seed {seed} answers", disable=not cfg.run.progress):
+        unit = answers_stage(cfg, seed, entry, run_hashes.get(entry.model_id))
+        if not unit.done:
+            log(f"04_evaluate: {unit.name} ({entry.path})")
+            with unit.build() as work:
+                answer_model(entry, items, teacher_answers, settings, work, device=device)
+        answered.append(read_answers(entry, unit.path))
     with stage.build() as work:
         atomic_write_json(work / "models.json", [m.__dict__ for m in models])
-        samples, _ = evaluate_models(models, items, world.ground_truth, teacher_answers, style_fit, settings, work,
-                                     teacher_dir=world.teacher_dir, device=device, seed=seed,
-                                     progress=cfg.run.progress)
+        write_tasks(items, settings, work / "lm_eval_tasks")  # the tasks every unit ran, for lm_eval --include_path
+        samples, _ = rate_answers(answered, items, world.ground_truth, teacher_answers, settings, work,
+                                  teacher_dir=world.teacher_dir, seed=seed, progress=cfg.run.progress)
+        if hasattr(imitation, "with_exposure"):  # exposure, exposure_stratum of imitation models' factual rows
+            samples = imitation.with_exposure(samples)
+            write_parquet(samples, work / "samples.parquet")
         if settings.human_ratings:
-            from imitlib.config import PROJECT_ROOT
-
             paths = [p if Path(p).is_absolute() else PROJECT_ROOT / p for p in settings.human_ratings]
-            merged = samples.merge(human_preference(import_human_ratings(paths)), on=["model_id", "item_id"], how="left")
-            from imitlib.evaluate.core import _write_parquet
-
-            _write_parquet(merged, work / "samples.parquet")
+            merged = merge_human(samples, import_human_ratings(paths))
+            write_parquet(merged, work / "samples.parquet")
     return Evaluation(stage.path)
-
-
-def build_evaluations(cfg: Config) -> list[Evaluation]:
-    """:func:`build_evaluation` for every seed of ``run.seeds`` (in ``run.seed_workers`` processes; complete ones only load)."""
-    from imitlib.parallel import for_seeds, stage_done
-
-    return for_seeds(build_evaluation, cfg, desc="04_evaluate seeds", done=stage_done(evaluation_stage))

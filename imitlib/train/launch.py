@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from imitlib.config import PROJECT_ROOT
-from imitlib.stages import atomic_write_json
+from imitlib.stages import atomic_write_json, atomic_write_text
+from imitlib.train.loop import TrainArgs, train_causal_lm
 
 ACCELERATE_CONFIGS = PROJECT_ROOT / "configs" / "accelerate"
 SPEC_KEYS = {"model", "examples", "replay", "args", "output_dir", "save_to", "result", "progress", "desc"}
@@ -44,8 +45,6 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 def write_jsonl(path: str | Path, rows: list[dict]) -> Path:
     """Write examples as JSON lines (atomically)."""
-    from imitlib.stages import atomic_write_text
-
     return atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
@@ -66,8 +65,6 @@ def run_spec(spec_path: str | Path) -> dict[str, Any]:
     """Load the model and data a spec names, train, save the model and the result summary."""
     from accelerate import PartialState
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from imitlib.train.loop import TrainArgs, train_causal_lm
 
     spec_path = Path(spec_path)
     spec = json.loads(spec_path.read_text())

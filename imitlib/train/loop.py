@@ -29,11 +29,14 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from tqdm.auto import tqdm
+
+from imitlib.settings.train import LoopSettings
 
 IGNORE_INDEX = -100
 CHECKPOINT_PREFIX = "step-"
@@ -43,74 +46,28 @@ TRAINER_STATE = "trainer_state.json"
 # ---------------------------------------------------------------------------------------------
 # arguments and results
 # ---------------------------------------------------------------------------------------------
-@dataclass
-class TrainArgs:
-    """Hyperparameters of one training run (every field has a default)."""
+class TrainArgs(LoopSettings):
+    """Hyperparameters of one training run: the ``train`` params of a run (:class:`LoopSettings`, the
+    one schema: same fields, defaults and checks) plus the run's seed and replay spread."""
 
-    lr: float = 1e-3                       # peak learning rate
-    epochs: float = 1                      # passes over the examples (fractions allowed)
-    max_steps: int | None = None           # cap on optimiser steps (None = no cap)
-    min_steps: int = 0                     # repeat the data until at least this many steps
-    batch_size: int = 16                   # rows per micro-batch (a packed row holds several examples)
-    seq_len: int = 128                     # row length in tokens
-    grad_accum: int = 1                    # micro-batches per optimiser step (per process)
-    warmup_steps: int = 0                  # linear warmup steps
-    schedule: Literal["cosine", "linear", "constant"] = "cosine"  # decay after warmup
-    optimizer: Literal["adamw", "adafactor"] = "adamw"
-    weight_decay: float = 0.0
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    max_grad_norm: float | None = 1.0      # gradient clipping (None = off)
-    seed: int = 0                          # data order, LoRA init, dropout
-    method: Literal["full", "lora"] = "full"
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    lora_target_modules: str | list[str] = "all-linear"
-    packing: bool = True                   # pack short examples into rows of seq_len
-    long_examples: Literal["truncate", "split"] = "truncate"  # examples longer than seq_len
-    replay_every: int = 1                  # one replay micro-batch every N steps (when replay is given)
-    replay_batches: int | None = None      # total replay micro-batches, spread evenly (overrides replay_every)
-    log_every: int = 10                    # record the loss every N steps (and the last step)
-    checkpoint_every: int = 0              # save a checkpoint every N steps (0 = only when output_dir is given: at the end)
-    keep_checkpoints: int = 2              # checkpoints kept on disk
-    bf16: bool = False                     # bf16 autocast (accelerate mixed precision)
-    gradient_checkpointing: bool = False   # recompute activations in backward (saves memory)
-    supervised_logits: bool = True         # vocabulary projection only where the next token is supervised
-
-    def __post_init__(self) -> None:
-        problems = []
-        positive = ("lr", "epochs", "batch_size", "seq_len", "grad_accum", "replay_every", "log_every",
-                    "lora_r", "keep_checkpoints")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                problems.append(f"{name} must be > 0 (got {getattr(self, name)!r})")
-        for name in ("min_steps", "warmup_steps", "weight_decay", "checkpoint_every", "lora_dropout"):
-            if getattr(self, name) < 0:
-                problems.append(f"{name} must be >= 0 (got {getattr(self, name)!r})")
-        if self.max_steps is not None and self.max_steps <= 0:
-            problems.append(f"max_steps must be > 0 or None (got {self.max_steps!r})")
-        if self.replay_batches is not None and self.replay_batches < 0:
-            problems.append(f"replay_batches must be >= 0 or None (got {self.replay_batches!r})")
-        choices = {"schedule": ("cosine", "linear", "constant"), "optimizer": ("adamw", "adafactor"),
-                   "method": ("full", "lora"), "long_examples": ("truncate", "split")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                problems.append(f"{name} must be one of {allowed} (got {getattr(self, name)!r})")
-        if problems:
-            raise ValueError("invalid TrainArgs: " + "; ".join(problems))
-        self.adam_betas = tuple(self.adam_betas)  # JSON round trips give lists
+    seed: int = 0                                                   # data order, LoRA init, dropout
+    replay_batches: int | None = Field(default=None, ge=0)         # total replay micro-batches (overrides replay_every)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainArgs":
         """Build from a dict; unknown keys are an error naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(set(values) - set(cls.model_fields))
         if unknown:
-            raise ValueError(f"unknown TrainArgs keys {unknown}; known: {sorted(known)}")
+            raise ValueError(f"unknown TrainArgs keys {unknown}; known: {sorted(cls.model_fields)}")
         return cls(**values)
+
+    @classmethod
+    def from_settings(cls, settings: LoopSettings, **run: Any) -> "TrainArgs":
+        """The arguments of one run from the ``train`` params (``run``: ``seed``, ``replay_batches``, overrides)."""
+        return cls(**{**settings.model_dump(include=set(LoopSettings.model_fields)), **run})
 
 
 @dataclass

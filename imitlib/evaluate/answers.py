@@ -1,0 +1,171 @@
+"""One model's answers: its lm-eval benchmarks and its chat answers to the held-out prompts.
+
+This is the cached unit of evaluation, one per (seed, model): ``04_evaluate/seed<N>/models/<model>/<hash>/``
+(keyed by :func:`imitlib.dag.unit`: the evaluation params less the rater-only ones, this module's code,
+the world and imitation-data keys and, for an imitation model, the key of its sweep run). Adding a
+finetune adds one unit; the others are reused. Rating the answers against the teacher is a separate
+step (:func:`imitlib.evaluate.core.rate_answers`) that reads these folders.
+
+Files of a unit:
+
+- ``lm_eval_tasks/``: the world's task YAMLs and item files it ran (``lm_eval --include_path``);
+- ``lm_eval/results.json``, ``lm_eval/samples_<task>.jsonl``: lm-eval's own output;
+- ``benchmarks.parquet``: lm-eval aggregate scores (task, metric, value, stderr, ...);
+- ``benchmark_samples.parquet``: one row per benchmark item (``mode = "benchmark"``);
+- ``chat_answers.jsonl``: ``{"item_id", "answer"}`` per held-out chat prompt (the teacher's are its
+  second, sampled answers from the imitation data: the ceiling).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from imitlib.evaluate.benchmarks import benchmark_samples, benchmark_scores, run_benchmarks, write_world_tasks
+from imitlib.generation import generate_chat
+from imitlib.models import load_model
+from imitlib.settings.evaluate import EvaluateSettings
+from imitlib.stages import atomic_path, atomic_write_text
+
+CHAT_ANSWERS = "chat_answers.jsonl"
+BENCHMARKS = "benchmarks.parquet"
+BENCHMARK_SAMPLES = "benchmark_samples.parquet"
+
+
+@dataclass
+class ModelEntry:
+    """One model to evaluate and what it is."""
+
+    model_id: str
+    path: str
+    role: str                 # base | imitation | replay_control | teacher
+    base_model: str
+    base_params: int
+    data_kind: str = "none"   # none | broad | task
+    imitation_tokens: int = 0
+    seed: int = 0
+
+    def columns(self) -> dict[str, Any]:
+        """The per-sample columns that describe the model (everything but its folder)."""
+        return {k: v for k, v in asdict(self).items() if k != "path"}
+
+
+def folder_name(model_id: str) -> str:
+    """A model id as one folder name (``s0/base-m/broad/8000`` -> ``s0_base-m_broad_8000``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", model_id)
+
+
+def split_items(items: dict[str, Sequence[dict]]) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:
+    """(held-out items, few-shot pool) per family."""
+    heldout = {f: [i for i in rows if i.get("split") == "heldout"] for f, rows in items.items()}
+    pool = {f: [i for i in rows if i.get("split") != "heldout"] for f, rows in items.items()}
+    return heldout, pool
+
+
+def chat_items_of(items: dict[str, Sequence[dict]], settings: EvaluateSettings) -> list[dict]:
+    """The held-out items every model answers in chat: rated families, then the toxicity family."""
+    heldout, _ = split_items(items)
+    chat_items = []
+    for family in dict.fromkeys([*settings.rater_families, settings.toxicity_family]):
+        rows = heldout.get(family, [])
+        if settings.max_prompts_per_family is not None:
+            rows = rows[: settings.max_prompts_per_family]
+        chat_items.extend(rows)
+    return chat_items
+
+
+def write_tasks(items: dict[str, Sequence[dict]], settings: EvaluateSettings, task_dir: Path) -> dict[str, int | None]:
+    """Write the world's lm-eval tasks into ``task_dir``; ``{task: shots}`` to run (lm-eval's own tasks too)."""
+    bench = settings.benchmarks
+    heldout, pool = split_items(items)
+    families = [f for f in bench.families if heldout.get(f)]
+    shots = {"qa": bench.qa_fewshot, "mc": bench.mc_fewshot, "compare": bench.compare_fewshot}
+    names = write_world_tasks({f: (heldout[f], pool[f]) for f in families}, task_dir, shots,
+                              max_gen_toks=bench.max_gen_toks, code_settings=bench) if families else []
+    tasks: dict[str, int | None] = {name: None for name in names}
+    tasks.update(bench.builtin_tasks)
+    return tasks
+
+
+def generate_answers(model_dir: str | Path, prompts: Sequence[str], max_new_tokens: int, batch_size: int,
+                     device: str, progress: bool = False, desc: str = "answers") -> list[str]:
+    """Greedy chat answers of one model (full folder or LoRA adapter) to single-turn prompts."""
+    import torch
+
+    if not prompts:
+        return []
+    model, tokenizer = load_model(model_dir, device=device)
+    try:
+        return generate_chat(model, tokenizer, [[{"role": "user", "content": p}] for p in prompts],
+                             max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size,
+                             progress=progress, desc=desc)
+    finally:
+        del model
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def answer_model(entry: ModelEntry, items: dict[str, Sequence[dict]], teacher_answers: dict[str, tuple[str, str]],
+                 settings: EvaluateSettings, work: str | Path, device: str = "cpu", progress: bool = False) -> None:
+    """Run one model's benchmarks and chat answers into ``work`` (the files listed in the module doc)."""
+    work = Path(work)
+    chat_items = chat_items_of(items, settings)
+    missing = [i["id"] for i in chat_items if i["id"] not in teacher_answers]
+    if missing:
+        raise ValueError(f"no teacher answers for {len(missing)} held-out chat items, e.g. {missing[:3]}")
+    tasks = write_tasks(items, settings, work / "lm_eval_tasks")
+    scores, per_sample = pd.DataFrame(), pd.DataFrame()
+    if tasks:
+        out = work / "lm_eval"
+        results = run_benchmarks(entry.path, tasks, out, include_path=work / "lm_eval_tasks",
+                                 batch_size=settings.batch_size, device=device, limit=settings.benchmarks.limit,
+                                 seed=settings.benchmarks.fewshot_seed)
+        scores, per_sample = benchmark_scores(results), benchmark_samples(out)
+        for frame in (scores, per_sample):
+            for key, value in entry.columns().items():
+                frame[key] = value
+        per_sample["mode"] = "benchmark"
+    if entry.role == "teacher":  # the ceiling: the teacher's second, sampled answer
+        answers = [teacher_answers[i["id"]][1] for i in chat_items]
+    else:
+        answers = generate_answers(entry.path, [i["prompt"] for i in chat_items], settings.max_new_tokens,
+                                   settings.batch_size, device, progress=progress, desc=f"answers {entry.model_id}")
+    atomic_write_text(work / CHAT_ANSWERS, "".join(json.dumps({"item_id": it["id"], "answer": a}) + "\n"
+                                                   for it, a in zip(chat_items, answers)))
+    write_parquet(scores, work / BENCHMARKS)
+    write_parquet(per_sample, work / BENCHMARK_SAMPLES)
+
+
+@dataclass
+class ModelAnswers:
+    """What :func:`answer_model` wrote for one model, read back."""
+
+    entry: ModelEntry
+    answers: dict[str, str]          # item id -> chat answer
+    benchmarks: pd.DataFrame
+    benchmark_samples: pd.DataFrame
+
+
+def read_answers(entry: ModelEntry, folder: str | Path) -> ModelAnswers:
+    """Read a model's cached unit (error naming the folder when a file is missing)."""
+    folder = Path(folder)
+    for name in (CHAT_ANSWERS, BENCHMARKS, BENCHMARK_SAMPLES):
+        if not (folder / name).exists():
+            raise FileNotFoundError(f"{folder}: no {name} (the answers of {entry.model_id} are incomplete)")
+    answers = {}
+    for line in (folder / CHAT_ANSWERS).read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            answers[row["item_id"]] = row["answer"]
+    return ModelAnswers(entry, answers, pd.read_parquet(folder / BENCHMARKS),
+                        pd.read_parquet(folder / BENCHMARK_SAMPLES))
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
