@@ -132,7 +132,7 @@ def _cfg(tmp_path: Path, **overrides):
 def test_imitation_stage_builds_nested_budgets_and_teacher_eval(world, tmp_path):
     cfg = _cfg(tmp_path)
     data = build_imitation_data(cfg, 0, world)
-    stage = imitation_stage(cfg, 0, world)
+    stage = imitation_stage(cfg, 0)
     assert stage.done and stage.name == "02_imitation_data/seed0" and data.path == stage.path
     ds = data.conversations
     for column in ("id", "kind", "family", "messages", "tokens", "budgets"):
@@ -165,7 +165,7 @@ def test_imitation_stage_builds_nested_budgets_and_teacher_eval(world, tmp_path)
     # cached: a second call reuses the stage; other budgets rebuild it from the response cache alone
     cache = ResponseCache(teacher_cache_dir(cfg, world.stage_hash))
     answers = len(cache)
-    assert load_imitation_data(cfg, 0, world).summary == summary
+    assert load_imitation_data(cfg, 0).summary == summary
     other = build_imitation_data(_cfg(tmp_path, **{"imitation.token_budgets": [100, 400]}), 0, world)
     assert other.path != data.path and len(ResponseCache(teacher_cache_dir(cfg, world.stage_hash))) == answers
     assert other.summary["kinds"]["broad"]["tokens"] == summary["kinds"]["broad"]["tokens"]

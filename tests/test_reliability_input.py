@@ -201,7 +201,7 @@ def test_a_bad_import_file_leaves_earlier_results_untouched(tmp_path, earlier_ru
     with pytest.raises(ImportFormatError) as error:
         build_imitation_data(cfg, 0, world)
     assert str(error.value).startswith(f"{bad_file}:{line}: ") and what in str(error.value), str(error.value)
-    stage = imitation_stage(cfg, 0, world)
+    stage = imitation_stage(cfg, 0)
     assert not stage.done and not stage.path.exists()
     after = snapshot(earlier_run)
     assert {k: v for k, v in after.items() if k in before} == before  # nothing overwritten

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imitlib import dag
 from imitlib.config import PROJECT_ROOT, Config
 from imitlib.data.budgets import conversation_tokens, nested_budgets
 from imitlib.data.diversity import nearest_neighbour_bleu
@@ -46,18 +47,10 @@ def _world_hash(world: Any) -> str:
     raise AttributeError(f"{type(world).__name__} has no stage (or stage_hash) to key the imitation data on")
 
 
-def _upstream(cfg: Config, seed: int, world: Any | None) -> str:
-    if world is not None:
-        return _world_hash(world)
-    from imitlib.world import world_stage  # the world sits above the data code; imported only here
-
-    return world_stage(cfg, seed).hash
-
-
-def imitation_stage(cfg: Config, seed: int, world: Any | None = None) -> Stage:
-    """The cached stage ``02_imitation_data/seed{seed}``, keyed on ``imitation`` params and the world."""
-    return Stage(cfg, f"{STAGE_PREFIX}/seed{seed}", reads=["imitation"], upstream=[_upstream(cfg, seed, world)],
-                 seeds=[seed])
+def imitation_stage(cfg: Config, seed: int) -> Stage:
+    """The cached stage ``02_imitation_data/seed{seed}``, keyed by :mod:`imitlib.dag` (``imitation`` params,
+    the world's key, the code); builds nothing."""
+    return dag.stage(cfg, STAGE_PREFIX, seed)
 
 
 def teacher_cache_dir(cfg: Config, world_hash: str) -> Path:
@@ -112,11 +105,11 @@ class ImitationData:
         return pd.read_json(self.path / "teacher_eval.jsonl", lines=True)
 
 
-def load_imitation_data(cfg: Config, seed: int, world: Any | None = None) -> ImitationData:
+def load_imitation_data(cfg: Config, seed: int) -> ImitationData:
     """Open the completed stage (error if it has not been built)."""
     from datasets import load_from_disk
 
-    stage = imitation_stage(cfg, seed, world)
+    stage = imitation_stage(cfg, seed)
     summary = json.loads(stage.file("summary.json").read_text())
     return ImitationData(path=stage.path, conversations=load_from_disk(str(stage.file("conversations"))),
                          summary=summary)
@@ -131,26 +124,22 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
-def build_imitation_data(cfg: Config, seed: int, world: Any | None = None) -> ImitationData:
+def build_imitation_data(cfg: Config, seed: int, world: Any) -> ImitationData:
     """Build (or reuse) the imitation data of one seed.
 
     Args:
         cfg: the resolved config (reads ``imitation`` and ``run``).
         seed: replicate seed (the world of this seed; the order of prompts and budgets).
         world: an object with ``teacher_dir``, ``tokenizer_dir``, ``tasks(family, split)`` and its
-            ``stage``; defaults to ``imitlib.world.load_world(cfg, seed)``.
+            ``stage_hash`` (it keys the teacher's response cache), handed in by :mod:`imitlib.runner`.
     """
-    stage = imitation_stage(cfg, seed, world)
+    stage = imitation_stage(cfg, seed)
     if not cfg.run.progress:
         import datasets
 
         datasets.disable_progress_bars()
     if stage.done:
-        return load_imitation_data(cfg, seed, world)
-    if world is None:
-        from imitlib.world import load_world
-
-        world = load_world(cfg, seed)
+        return load_imitation_data(cfg, seed)
     from imitlib.models import load_tokenizer
     from imitlib.teacher import collect, open_teacher, sampling_from
     from imitlib.teacher.cache import Sampling
@@ -272,18 +261,12 @@ def build_imitation_data(cfg: Config, seed: int, world: Any | None = None) -> Im
                                    "counts": cleaning.counts()}
         atomic_write_json(work / "summary.json", summary)
         stage.info.update({"summary": summary})
-    return load_imitation_data(cfg, seed, world)
+    return load_imitation_data(cfg, seed)
 
 
 # ---------------------------------------------------------------------------------------------
-# every seed, and the tables the notebook shows
+# the tables the notebook shows (every seed: ``imitlib.runner.imitation_data``)
 # ---------------------------------------------------------------------------------------------
-def build_all(cfg: Config) -> dict[int, ImitationData]:
-    """Build (or reuse) the imitation data of every seed in ``run.seeds``."""
-    from imitlib.parallel import for_seeds, stage_done
-
-    return dict(zip(cfg.run.seeds, for_seeds(build_imitation_data, cfg, desc="02_imitation_data seeds",
-                                             done=stage_done(imitation_stage))))
 
 
 def budget_table(data: dict[int, ImitationData]):

@@ -6,15 +6,16 @@
 """
 
 from imitlib.evaluate.benchmarks import benchmark_samples, benchmark_scores, run_benchmarks, write_world_tasks
-from imitlib.evaluate.core import SAMPLE_COLUMNS, ModelEntry, evaluate_models
+from imitlib.evaluate.answers import ModelEntry, answer_model, read_answers
+from imitlib.evaluate.core import SAMPLE_COLUMNS, evaluate_models, rate_answers
 from imitlib.evaluate.human import BlindPairwiseWidget, RatingsFileError, human_preference, import_human_ratings
 from imitlib.evaluate.raters import FactRater, LLMJudge, StyleRater, rate_vs_reference
-from imitlib.evaluate.stage import Evaluation, build_evaluation, build_evaluations, evaluation_stage
+from imitlib.evaluate.stage import Evaluation, answers_stage, build_evaluation, evaluation_stage, load_evaluation
 from imitlib.evaluate.style import StylePreferenceModel, surface_features
 from imitlib.evaluate.toxicity import toxicity_scores
 
 __all__ = [
-    "build_evaluation", "build_evaluations", "evaluation_stage", "Evaluation", "evaluate_models", "ModelEntry", "SAMPLE_COLUMNS",
+    "build_evaluation", "load_evaluation", "answers_stage", "answer_model", "read_answers", "rate_answers", "evaluation_stage", "Evaluation", "evaluate_models", "ModelEntry", "SAMPLE_COLUMNS",
     "run_benchmarks", "write_world_tasks", "benchmark_samples", "benchmark_scores",
     "StylePreferenceModel", "surface_features", "StyleRater", "FactRater", "LLMJudge", "rate_vs_reference",
     "import_human_ratings", "human_preference", "BlindPairwiseWidget", "RatingsFileError", "toxicity_scores",

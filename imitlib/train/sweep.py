@@ -2,15 +2,17 @@
 
 Each run is the stage ``03_train/seed<seed>/<base>/<kind>/<budget>`` holding ``model/`` (full
 weights or a LoRA adapter, saved HF-style with the tokenizer), ``losses.json`` (the loss curve) and
-``result.json`` (steps, tokens, truncated / dropped / mismatched counts, whether ``min_steps``
-applied). With ``train.replay_tokens > 0`` every run also sees the same replay budget of pretraining
+``result.json`` (steps, tokens seen, unique tokens and repetition, truncated / dropped / mismatched
+counts, whether ``min_steps`` applied). With ``train.steps`` every imitation run takes the same number
+of optimiser steps, so the budget axis measures unique data; repetition is reported per run. With ``train.replay_tokens > 0`` every run also sees the same replay budget of pretraining
 text, and ``train.replay_control`` adds a zero-imitation, replay-only run per base model
 (``data_kind = "none"``, ``imitation_tokens = 0``) so replay and imitation effects can be told apart.
 
 The sweep reads a *world* (``base_models``: name → model folder; ``replay_documents(count, seed)``:
-pretraining texts; ``stage``) and the imitation data (``subset(kind, budget)``,
-``filled_budgets(kind)``, ``path``); by default ``imitlib.world.load_world`` and
-``imitlib.data.stage.load_imitation_data``.
+pretraining texts) and the imitation data (``subset(kind, budget)``, ``filled_budgets(kind)``),
+both handed in by :mod:`imitlib.runner`; it imports no other stage. The seed's whole sweep is the
+stage ``03_train/seed<seed>`` (``runs.parquet``: the table of its runs), which later stages look up
+with :func:`load_sweep`.
 """
 
 from __future__ import annotations
@@ -24,36 +26,27 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
+from imitlib import dag
 from imitlib.config import Config
-from imitlib.stages import Stage, atomic_write_json, log
-from imitlib.train.loop import TrainArgs, train_causal_lm
+from imitlib.stages import COMPLETE_MARKER, Stage, StageError, atomic_path, atomic_write_json, log
+from imitlib.train.launch import launch, write_jsonl
+from imitlib.train.loop import IGNORE_INDEX, TrainArgs, prepare_examples, train_causal_lm
 from imitlib.train.tokenize import tokenize_conversations
 
 STAGE_PREFIX = "03_train"
+RUNS_FILE = "runs.parquet"
 
 
 def train_args_from(cfg: Config, seed: int) -> TrainArgs:
-    """TrainArgs of one sweep run from ``cfg.train``."""
+    """TrainArgs of one sweep run from ``cfg.train``.
+
+    With ``train.steps`` every imitation run takes exactly that many optimiser steps, whatever its
+    budget: a small budget is repeated, a large one may be seen less than once (``epochs``,
+    ``min_steps`` and ``max_steps`` are then unused), so the budget axis measures unique data.
+    """
     t = cfg.train
-    return TrainArgs(
-        lr=t.lr, epochs=t.epochs, max_steps=t.max_steps, min_steps=t.min_steps, batch_size=t.batch_size,
-        seq_len=t.seq_len, grad_accum=t.grad_accum, warmup_steps=t.warmup_steps, schedule=t.schedule,
-        optimizer=t.optimizer, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, seed=seed,
-        method=t.method, lora_r=t.lora_r, lora_alpha=t.lora_alpha, lora_dropout=t.lora_dropout,
-        lora_target_modules=t.lora_target_modules, packing=t.packing, log_every=t.log_every,
-        checkpoint_every=t.checkpoint_every, bf16=t.bf16, gradient_checkpointing=t.gradient_checkpointing,
-    )
-
-
-def _hash_of(obj: Any, what: str) -> str:
-    stage = getattr(obj, "stage", None)
-    if stage is not None and hasattr(stage, "hash"):
-        return str(stage.hash)
-    if getattr(obj, "stage_hash", None):
-        return str(obj.stage_hash)
-    if getattr(obj, "path", None) is not None:
-        return Path(obj.path).name
-    raise AttributeError(f"the {what} object {type(obj).__name__} has no stage, stage_hash or path to key runs on")
+    min_steps, max_steps = (t.min_steps, t.max_steps) if t.steps is None else (t.steps, t.steps)
+    return TrainArgs.from_settings(t, seed=seed, min_steps=min_steps, max_steps=max_steps)
 
 
 def replay_examples(world: Any, tokenizer, replay_tokens: int, seq_len: int, seed: int) -> list[dict]:
@@ -84,13 +77,29 @@ def replay_examples(world: Any, tokenizer, replay_tokens: int, seq_len: int, see
     return examples
 
 
+def kind_budgets(cfg: Config, data: Any) -> dict[str, list[int]]:
+    """The budgets swept for each data kind: ``train.token_budgets`` (each must be filled) or every filled one."""
+    out = {}
+    for kind in cfg.train.data_kinds:
+        filled = data.filled_budgets(kind)
+        budgets = sorted(cfg.train.token_budgets or filled)
+        missing = sorted(set(budgets) - set(filled))
+        if missing:
+            raise ValueError(f"train.token_budgets {missing} are not filled budgets of {kind!r} data ({filled})")
+        if not budgets:
+            raise ValueError(f"no filled token budget of {kind!r} imitation data to train on")
+        out[kind] = budgets
+    return out
+
+
 def sweep_points(cfg: Config, base_names: list[str], data: Any) -> list[dict[str, Any]]:
     """Every (base, kind, budget) run of the sweep, plus replay-only controls.
 
     Base models in ``train.curve_base_models`` (all when empty) are trained at every budget of the
-    kinds in ``train.curve_data_kinds`` (all when empty); every other (base, kind) pair only at that
-    kind's largest budget — the paper's own design (curves over imitation amount for one base,
-    a fixed amount across base sizes).
+    kinds in ``train.curve_data_kinds`` (all when empty); every other (base, kind) pair at one
+    budget: the largest that every swept kind fills, so the kinds are compared at equal budgets (a
+    kind's own largest only when no budget is common) — the paper's own design (curves over
+    imitation amount for one base, a fixed amount across base sizes).
     """
     points = []
     wanted_bases = cfg.train.base_models or base_names
@@ -102,35 +111,42 @@ def sweep_points(cfg: Config, base_names: list[str], data: Any) -> list[dict[str
     if unknown:
         raise ValueError(f"train.curve_base_models names {unknown} that the world does not have; it has {base_names}")
     curve_kinds = cfg.train.curve_data_kinds or cfg.train.data_kinds
+    budgets_of = kind_budgets(cfg, data)
+    common = sorted(set.intersection(*(set(b) for b in budgets_of.values())))
     for base in wanted_bases:
         if cfg.train.replay_tokens > 0 and cfg.train.replay_control:
             points.append({"base_model": base, "data_kind": "none", "imitation_tokens": 0})
         for kind in cfg.train.data_kinds:
-            filled = data.filled_budgets(kind)
-            budgets = cfg.train.token_budgets or filled
-            missing = sorted(set(budgets) - set(filled))
-            if missing:
-                raise ValueError(f"train.token_budgets {missing} are not filled budgets of {kind!r} data ({filled})")
-            if not budgets:
-                raise ValueError(f"no filled token budget of {kind!r} imitation data to train on")
+            budgets = budgets_of[kind]
             if base not in curve_bases or kind not in curve_kinds:
-                budgets = [max(budgets)]
+                budgets = [max(common or budgets)]
             for budget in budgets:
                 points.append({"base_model": base, "data_kind": kind, "imitation_tokens": int(budget)})
     return points
 
 
-def run_stage(cfg: Config, seed: int, point: dict[str, Any], upstream: list[str]) -> Stage:
-    name = f"{STAGE_PREFIX}/seed{seed}/{point['base_model']}/{point['data_kind']}/{point['imitation_tokens']}"
-    return Stage(cfg, name, reads=["train"], upstream=upstream, extra={**point, "seed": seed}, seeds=[seed])
+def unique_supervised_tokens(examples: list[dict], args: TrainArgs) -> int:
+    """Supervised tokens of one pass over ``examples``, cut to ``seq_len`` as the loop cuts them.
+
+    ``tokens_seen`` of a run divided by this is its repetition (passes over its unique data).
+    """
+    prepared = prepare_examples(examples, args.seq_len, args.long_examples)
+    return sum(sum(1 for label in labels[1:] if label != IGNORE_INDEX) for _, labels in prepared.sequences)
+
+
+def run_stage(cfg: Config, seed: int, point: dict[str, Any]) -> Stage:
+    """The stage of one sweep run ``03_train/seed<seed>/<base>/<kind>/<budget>`` (its key: :func:`imitlib.dag.unit`)."""
+    label = f"{point['base_model']}/{point['data_kind']}/{point['imitation_tokens']}"
+    return dag.unit(cfg, STAGE_PREFIX, seed, label, extra=point)
 
 
 def train_one(cfg: Config, seed: int, point: dict[str, Any], base_dir: Path, conversations: list, replay: list[dict],
-              stage: Stage, progress: bool) -> dict[str, Any]:
-    """Train one sweep point into its stage (resuming from checkpoints left in the partial folder)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+              stage: Stage, progress: bool, unique_tokens: int = 0) -> dict[str, Any]:
+    """Train one sweep point into its stage (resuming from checkpoints left in the partial folder).
 
-    from imitlib.train.launch import launch, read_jsonl, write_jsonl
+    ``unique_tokens``: the subset's tokens as budgeted (whole conversations, student tokens), recorded.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
     args = train_args_from(cfg, seed)
@@ -159,7 +175,10 @@ def train_one(cfg: Config, seed: int, point: dict[str, Any], base_dir: Path, con
             for temporary in ("examples.jsonl", "replay.jsonl"):
                 (work / temporary).unlink(missing_ok=True)
         shutil.rmtree(work / "checkpoints", ignore_errors=True)
+        unique = unique_supervised_tokens(train_examples, args)
         summary.update({
+            "unique_tokens": unique_tokens, "unique_supervised_tokens": unique,
+            "repetition": summary["tokens_seen"] / unique if unique else 0.0,
             **point, "seed": seed, "method": args.method, "base_dir": str(base_dir),
             "n_conversations": report.n_conversations, "n_mask_mismatch": report.n_mask_mismatch,
             "n_no_assistant": report.n_dropped_no_assistant, "mismatch_examples": report.errors,
@@ -171,50 +190,40 @@ def train_one(cfg: Config, seed: int, point: dict[str, Any], base_dir: Path, con
     return summary
 
 
-def run_sweep(cfg: Config, seed: int, world: Any | None = None, data: Any | None = None,
-              progress: bool | None = None, build: bool = True) -> pd.DataFrame:
-    """Train (or reuse) every run of the sweep for one seed.
+def run_sweep(cfg: Config, seed: int, world: Any, data: Any, progress: bool | None = None) -> pd.DataFrame:
+    """Train (or reuse) every run of the sweep for one seed; :func:`load_sweep` looks a trained one up.
 
     Args:
         cfg: the resolved config (reads ``train``).
         seed: replicate seed.
-        world: the world of this seed (``base_models``, ``replay_documents``, ``stage``);
-            default ``imitlib.world.load_world(cfg, seed)``.
-        data: the imitation data of this seed; default ``imitlib.data.stage.load_imitation_data``.
+        world: the world of this seed (``base_models``, ``replay_documents``), handed in by the runner.
+        data: the imitation data of this seed (``subset``, ``filled_budgets``), handed in by the runner.
         progress: progress bars (default ``cfg.run.progress``).
-        build: train runs that are not cached yet; with ``False`` a missing run is an error
-            (later stages use this to find the sweep without ever training).
 
     Returns:
         One row per run: ``model_id``, ``seed``, ``base_model``, ``data_kind``, ``imitation_tokens``,
-        ``method``, ``steps``, ``min_steps_applied``, ``tokens_seen``, ``n_truncated``, ``n_dropped``,
+        ``method``, ``steps``, ``min_steps_applied``, ``tokens_seen``, ``unique_tokens`` (the subset's
+        budgeted tokens), ``unique_supervised_tokens`` (supervised tokens of one pass), ``repetition``
+        (``tokens_seen / unique_supervised_tokens``: passes over the unique data), ``n_truncated``, ``n_dropped``,
         ``n_mask_mismatch``, ``final_loss``, ``model_dir``, ``stage_hash``.
     """
     progress = cfg.run.progress if progress is None else progress
-    if world is None:
-        from imitlib.world import load_world
-
-        world = load_world(cfg, seed)
-    if data is None:
-        from imitlib.data.stage import load_imitation_data
-
-        data = load_imitation_data(cfg, seed, world)
+    seed_stage = sweep_stage(cfg, seed)
+    if seed_stage.done:
+        return load_sweep(cfg, seed)
     base_models = {name: Path(path) for name, path in dict(world.base_models).items()}
     points = sweep_points(cfg, list(base_models), data)
-    upstream = [_hash_of(world, "world"), _hash_of(data, "imitation data")]
     rows = []
     replay_cache: dict[str, list[dict]] = {}
     for point in tqdm(points, desc=f"03_train seed {seed}", disable=not progress):
-        stage = run_stage(cfg, seed, point, upstream)
-        if not build and not (stage.path / "COMPLETE").exists():
-            raise FileNotFoundError(f"sweep run {stage.name} ({stage.hash}) is not trained: run notebooks/03_train first")
-        if build and not stage.done:
+        stage = run_stage(cfg, seed, point)
+        if not stage.done:
             base_dir = base_models[point["base_model"]]
-            if point["data_kind"] == "none":
-                conversations = []
-            else:
+            conversations, unique_tokens = [], 0
+            if point["data_kind"] != "none":
                 subset = data.subset(point["data_kind"], point["imitation_tokens"])
                 conversations = list(subset["messages"])
+                unique_tokens = sum(subset["tokens"]) if "tokens" in subset.column_names else 0
             if base_dir.name not in replay_cache:
                 from transformers import AutoTokenizer
 
@@ -222,20 +231,40 @@ def run_sweep(cfg: Config, seed: int, world: Any | None = None, data: Any | None
                 replay_cache[base_dir.name] = replay_examples(world, tokenizer, cfg.train.replay_tokens,
                                                               cfg.train.seq_len, seed)
             log(f"03_train: {stage.name} ({len(conversations)} conversations)")
-            train_one(cfg, seed, point, base_dir, conversations, replay_cache[base_dir.name], stage, progress)
+            train_one(cfg, seed, point, base_dir, conversations, replay_cache[base_dir.name], stage, progress,
+                      unique_tokens=unique_tokens)
         result = json.loads(stage.file("result.json").read_text())
         losses = result["losses"] or result["replay_losses"]
         rows.append({
             "model_id": f"s{seed}/{point['base_model']}/{point['data_kind']}/{point['imitation_tokens']}",
             "seed": seed, **point, "method": result["method"], "steps": result["steps"],
             "min_steps_applied": result["min_steps_applied"], "epochs_run": result["epochs_run"],
-            "tokens_seen": result["tokens_seen"], "replay_tokens_seen": result["replay_tokens_seen"],
+            "tokens_seen": result["tokens_seen"], "unique_tokens": result["unique_tokens"],
+            "unique_supervised_tokens": result["unique_supervised_tokens"], "repetition": result["repetition"],
+            "replay_tokens_seen": result["replay_tokens_seen"],
             "n_conversations": result["n_conversations"], "n_truncated": result["n_truncated"],
             "n_dropped": result["n_dropped"], "n_mask_mismatch": result["n_mask_mismatch"],
             "final_loss": losses[-1][1] if losses else float("nan"),
             "model_dir": str(stage.path / "model"), "stage_hash": stage.hash,
         })
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    with seed_stage.build() as work:  # the seed's sweep as one stage: later stages look it up here
+        with atomic_path(work / RUNS_FILE) as tmp:
+            table.to_parquet(tmp, index=False)
+    return load_sweep(cfg, seed)
+
+
+def sweep_stage(cfg: Config, seed: int) -> Stage:
+    """The stage ``03_train/seed<seed>`` (the table of its runs), keyed by :mod:`imitlib.dag`; builds nothing."""
+    return dag.stage(cfg, STAGE_PREFIX, seed)
+
+
+def load_sweep(cfg: Config, seed: int) -> pd.DataFrame:
+    """The runs of a trained sweep (the table :func:`run_sweep` returns); error if it is not trained."""
+    stage = sweep_stage(cfg, seed)
+    if not (stage.path / COMPLETE_MARKER).exists():
+        raise StageError(f"the sweep of seed {seed} is not trained ({stage.path}): run notebooks/03_train first")
+    return pd.read_parquet(stage.file(RUNS_FILE))
 
 
 def loss_curves(sweep: pd.DataFrame) -> pd.DataFrame:
@@ -262,28 +291,3 @@ def loss_curve_figure(curves: pd.DataFrame):
     grid.set_axis_labels("optimiser step", "loss per assistant token")
     grid.figure.suptitle("Imitation finetuning loss", y=1.02)
     return grid.figure
-
-
-def sweep_built(cfg: Config, seed: int) -> bool:
-    """True when every run of this seed's sweep is trained (raises when its world or data is missing)."""
-    try:
-        run_sweep(cfg, seed, progress=False, build=False)
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def run_sweeps(cfg: Config, progress: bool | None = None) -> pd.DataFrame:
-    """:func:`run_sweep` for every seed of ``cfg.run.seeds``; the table is also saved as
-    ``<tables_dir>/03_train_runs.csv``."""
-    from imitlib.stages import atomic_path
-
-    from imitlib.parallel import for_seeds
-
-    if progress is not None and progress != cfg.run.progress:
-        cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"progress": progress})})
-    frames = for_seeds(run_sweep, cfg, desc="03_train seeds", done=sweep_built)
-    table = pd.concat(frames, ignore_index=True)
-    with atomic_path(cfg.tables_dir / "03_train_runs.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    return table

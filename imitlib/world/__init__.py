@@ -4,11 +4,11 @@
 reads it; ``style_markers(text)`` detects the teacher's chat style in any response.
 """
 
-from imitlib.world.stage import TEACHER, World, build_world, build_worlds, load_world, make_kb, make_tasks, world_stage
+from imitlib.world.stage import TEACHER, World, build_world, load_world, make_kb, make_tasks, world_stage
 from imitlib.world.style import has_teacher_style, style_markers
 from imitlib.world.tasks import FAMILIES, SCORED_FAMILIES, fact_answer_correct, make_items
 
 __all__ = [
-    "TEACHER", "World", "build_world", "build_worlds", "load_world", "make_kb", "make_tasks", "world_stage",
+    "TEACHER", "World", "build_world", "load_world", "make_kb", "make_tasks", "world_stage",
     "style_markers", "has_teacher_style", "FAMILIES", "SCORED_FAMILIES", "fact_answer_correct", "make_items",
 ]

@@ -50,7 +50,7 @@ def pretraining_examples(sampler: CorpusSampler, tokenizer, tokens: int, seq_len
 
 def pretrain_args(settings: WorldSettings, seed: int, lr: float | None = None):
     """TrainArgs of world pretraining (every row is already ``seq_len`` long, so no packing)."""
-    from imitlib.train import TrainArgs
+    from imitlib.train.loop import TrainArgs
 
     return TrainArgs(lr=lr if lr is not None else settings.pretrain_lr, epochs=1, batch_size=settings.pretrain_batch_size,
                      seq_len=settings.seq_len, warmup_steps=settings.warmup_steps, schedule="cosine",
@@ -59,7 +59,7 @@ def pretrain_args(settings: WorldSettings, seed: int, lr: float | None = None):
 
 def chat_args(settings: WorldSettings, seed: int):
     """TrainArgs of the teacher's chat tuning (packed conversations, replayed pretraining rows)."""
-    from imitlib.train import TrainArgs
+    from imitlib.train.loop import TrainArgs
 
     return TrainArgs(lr=settings.teacher_chat_lr, epochs=settings.teacher_chat_epochs,
                      batch_size=settings.teacher_chat_batch_size, seq_len=settings.seq_len,

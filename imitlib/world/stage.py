@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from imitlib import dag
 from imitlib.config import Config
 from imitlib.stages import Stage, StageError, atomic_write_json, atomic_write_text, log
 from imitlib.settings.world import WorldSettings
@@ -40,8 +41,8 @@ TEACHER = "teacher"
 
 
 def world_stage(cfg: Config, seed: int) -> Stage:
-    """The cached stage of one seed's world (not built; see :func:`build_world`)."""
-    return Stage(cfg, f"{STAGE_PREFIX}/seed{seed}", reads=["world"], extra={"seed": seed}, seeds=[seed])
+    """The cached stage of one seed's world, keyed by :mod:`imitlib.dag` (not built; see :func:`build_world`)."""
+    return dag.stage(cfg, STAGE_PREFIX, seed)
 
 
 def make_kb(settings: WorldSettings, seed: int) -> KnowledgeBase:
@@ -173,20 +174,14 @@ def build_world(cfg: Config, seed: int, progress: bool | None = None) -> Stage:
     return stage
 
 
-def build_worlds(cfg: Config) -> list[Stage]:
-    """:func:`build_world` for every seed of ``run.seeds`` (in ``run.seed_workers`` processes; complete ones only load)."""
-    from imitlib.parallel import for_seeds, stage_done
-
-    return for_seeds(build_world, cfg, desc="01_world seeds", done=stage_done(world_stage))
-
-
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
 
 
 def _build_into(work: Path, settings: WorldSettings, seed: int, progress: bool) -> dict[str, Any]:
     from imitlib.chat import render
-    from imitlib.train import tokenize_conversations, train_causal_lm
+    from imitlib.train.loop import train_causal_lm
+    from imitlib.train.tokenize import tokenize_conversations
     from imitlib.world import calibration as cal
     from imitlib.world.pretrain import (chat_args, count_parameters, losses_record, make_model,
                                         pretrain_args, pretraining_examples, save_model)
