@@ -60,9 +60,6 @@ PARAMS_CORPUS = [
     ("missing_import_file", "run:\n  output_root: {root}\nimitation:\n  broad_source: files\n  import_files:\n"
      "    - format: sharegpt\n      path: data/nowhere.json\n",
      ["{file}:7", "imitation.import_files.0.path", str(PROJECT_ROOT / "data" / "nowhere.json"), "file not found"]),
-    ("import_file_wrong_format", "run:\n  output_root: {root}\nimitation:\n  broad_source: files\n  import_files:\n"
-     "    - {{format: alpaca, path: tests/fixtures/imitation/hc3.jsonl}}\n",
-     ["{file}:6", "imitation.import_files.0.path", "format 'alpaca' is a JSON array"]),
     ("import_file_not_utf8", "run:\n  output_root: {root}\nimitation:\n  broad_source: files\n  import_files:\n"
      "    - {{format: sharegpt, path: tests/fixtures/reliability/bad_data/sharegpt_latin1.json}}\n",
      ["{file}:6", "imitation.import_files.0.path", "sharegpt_latin1.json: line 3: not UTF-8"]),

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from imitlib.config import input_path
+
 ROLE_ALIASES = {
     "human": "user", "user": "user", "prompter": "user",
     "gpt": "assistant", "chatgpt": "assistant", "assistant": "assistant", "bing": "assistant", "bard": "assistant",
@@ -109,9 +111,10 @@ def _json_array(path: Path) -> Iterator[tuple[int, Any]]:
         while position < len(text) and text[position] in " \t\r\n":
             position += 1
         if position < len(text) and text[position] == "]":
-            rest = text[position + 1:].strip()
-            if rest:
-                raise ImportFormatError(f"{path}:{_line_of(text, position + 1)}: unexpected data after the array")
+            rest = text[position + 1:]
+            if rest.strip():
+                after = position + 1 + len(rest) - len(rest.lstrip())
+                raise ImportFormatError(f"{path}:{_line_of(text, after)}: unexpected data after the array")
             return
         try:
             element, end = decoder.raw_decode(text, position)
@@ -148,9 +151,11 @@ def _json_lines(path: Path, format: str) -> Iterator[tuple[int, Any]]:
                 continue
             if not line.strip():
                 continue
-            if first and line.lstrip().startswith("["):
+            if first and (line.lstrip().startswith("[") or line.strip() == "{"):
+                hint = " (for a DiscordChatExporter export: jq -c '.messages[]')" if format == "discord" else ""
                 raise ImportFormatError(f"{path}:{number}: format {format!r} is JSON lines (one object per line), "
-                                        f"but the file starts with {line.strip()[:20]!r}")
+                                        f"but the file starts with {line.strip()[:20]!r}: one JSON document over "
+                                        f"many lines{hint}")
             first = False
             try:
                 yield number, json.loads(line)
@@ -401,6 +406,65 @@ IMPORTERS: dict[str, Callable[[str | Path], list[dict[str, Any]]]] = {
     "sharegpt": import_sharegpt, "alpaca": import_alpaca, "hc3": import_hc3, "messages": import_messages,
     "discord": import_discord,
 }
+
+
+@dataclass
+class FileCheck:
+    """``imitlib check``'s verdict on one import file: every record read."""
+
+    key: str  # the params key naming the file, e.g. imitation.import_files.0
+    path: Path
+    format: str
+    records: int = 0
+    conversations: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    error: str | None = None  # the file cannot be used at all
+
+
+def check_import_files(files: list[tuple[str, Path, str]]) -> list[FileCheck]:
+    """Read every record of each (params key, path, format) and list what is wrong, file and line."""
+    checks = []
+    for key, path, format in files:
+        check = FileCheck(key, Path(path), format)
+        try:
+            result = read_import_file(path, format, strict=False)
+        except ImportFormatError as exc:
+            check.error = str(exc)
+        else:
+            check.records, check.conversations, check.problems = (result.records, len(result.conversations),
+                                                                  result.problems)
+        checks.append(check)
+    return checks
+
+
+def check_report(checks: list[FileCheck], strict: bool) -> tuple[str, bool]:
+    """The text ``imitlib check`` prints about the import files, and whether the 02 stage can read them
+    (a file error always fails; a bad record fails only with ``imitation.cleaning.strict``)."""
+    lines, ok = [], True
+    for check in checks:
+        head = f"{check.key}: {check.path} ({check.format})"
+        if check.error:
+            ok = False
+            lines.append(f"error: {head}: {check.error}")
+            continue
+        verdict = "ok"
+        if check.problems:
+            ok = ok and not strict
+            verdict = (f"{len(check.problems)} bad records: the build stops at the first (imitation.cleaning.strict)"
+                       if strict else f"{len(check.problems)} bad records, skipped when building")
+        lines.append(f"{'error' if check.problems and strict else 'checked'}: {head}: {check.records} records, "
+                     f"{check.conversations} conversations; {verdict}")
+        lines += [f"  {problem} [{problem.reason}]" for problem in check.problems]
+    return "\n".join(lines), ok
+
+
+def check_config_imports(cfg: Any) -> tuple[str, bool]:
+    """:func:`check_report` for the import files a config names (none unless ``broad_source: files``)."""
+    if cfg.imitation.broad_source != "files":
+        return "", True
+    files = [(f"imitation.import_files.{i}", input_path(item.path), item.format)
+             for i, item in enumerate(cfg.imitation.import_files)]
+    return check_report(check_import_files(files), cfg.imitation.cleaning.strict)
 
 
 def conversations_dataset(conversations: list[dict[str, Any]]):
