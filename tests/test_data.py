@@ -161,6 +161,19 @@ def test_imitation_stage_builds_nested_budgets_and_teacher_eval(world, tmp_path)
     assert {"teacher_answer", "teacher_answer_2", "reference", "prompt"} <= set(evaluation.columns)
     assert (evaluation["teacher_answer"] != evaluation["teacher_answer_2"]).any()
     assert stage.manifest()["info"]["summary"]["token_budgets"] == [60, 200, 600]
+    assert summary["pool"]["prompts"] == sum(len(world.tasks(f, "imitation")) for f in world.families)
+    assert task["proposed"] >= task["valid"] >= task["generated"]
+
+    # exposure: every held-out fact in every subset, monotone in the nested budgets
+    exposure = data.exposure()
+    facts = [it for f in ("qa", "mc") for it in world.tasks(f, "heldout")]
+    assert len(exposure) == len(facts) * sum(len(b) for b in summary["budgets"].values())
+    assert set(exposure["exposure_stratum"]) <= {"0", "1-2", ">=3"}
+    for kind in ("broad", "task"):
+        wide = exposure[exposure["kind"] == kind].pivot(index="item_id", columns="budget", values="exposure")
+        assert (wide.diff(axis=1).iloc[:, 1:] >= 0).all().all()
+    assert summary["exposure"]["facts"] == len(facts)
+    assert sum(summary["exposure"]["strata"]["broad"]["600"].values()) == len(facts)
 
     # cached: a second call reuses the stage; other budgets rebuild it from the response cache alone
     cache = ResponseCache(teacher_cache_dir(cfg, world.stage_hash))
@@ -182,3 +195,181 @@ def test_imported_files_replace_the_broad_suite(world, tmp_path):
     assert data.summary["budgets"]["broad"]["5000"]["filled"] is False
     with pytest.raises(ValueError, match="not filled"):
         data.subset("broad", 5000)
+
+
+# ---- natural coverage --------------------------------------------------------------------------
+def _pool():
+    people = IMITATION_NAMES + HELDOUT_NAMES
+    items = [{"id": f"qa-{name}-{k}", "family": "qa", "individual": name, "prompt": f"Question {k} about {name}?"}
+             for name in people for k in range(20)]
+    items += [{"id": f"chat-{k}", "family": "chat", "individual": None, "prompt": f"Hello number {k}"} for k in range(40)]
+    return items
+
+
+def test_natural_sample_follows_popularity_and_keeps_unnamed_families():
+    from imitlib.data.suites import natural_sample
+
+    pool = _pool()
+    popularity = TinyWorld.popularity.fget(None)
+    drawn = natural_sample(pool, popularity, 60, seed=0)
+    assert len(drawn) == 60 and len({it["id"] for it in drawn}) == 60
+    assert natural_sample(pool, popularity, 60, seed=0) == drawn
+    assert natural_sample(list(reversed(pool)), popularity, 60, seed=0) == drawn  # pool order does not matter
+    assert natural_sample(pool, popularity, 60, seed=1) != drawn
+    assert natural_sample(pool, popularity, 30, seed=0) == drawn[:30]  # a prefix is itself a sample
+    most, least = IMITATION_NAMES[0], HELDOUT_NAMES[-1]  # popularity 1/1 against 1/9 of the harmonic weights
+    counts = {most: 0, least: 0, None: 0}
+    for seed in range(40):
+        for item in natural_sample(pool, popularity, 60, seed):
+            if item["individual"] in counts:
+                counts[item["individual"]] += 1
+    assert counts[most] > 4 * counts[least]
+    assert counts[None] > 0  # chit-chat is asked too
+    held_out_drawn = {it["individual"] for it in drawn} & set(HELDOUT_NAMES)
+    assert held_out_drawn  # every individual may be asked about
+    uniform = natural_sample(pool, {}, len(pool), seed=0)
+    assert sorted(it["id"] for it in uniform) == sorted(it["id"] for it in pool)
+    with pytest.raises(KeyError, match="no popularity weight"):
+        natural_sample(pool, {IMITATION_NAMES[0]: 1.0}, 5, seed=0)
+
+
+def test_broad_suite_never_sends_an_evaluation_prompt(world):
+    from imitlib.data.suites import broad_suite
+
+    class Leaky(TinyWorld):
+        def imitation_pool(self):
+            return [*self.tasks("qa", "imitation"), *[dict(it, id=f"copy-{it['id']}") for it in self.tasks("qa", "heldout")]]
+
+    leaky = Leaky(root=world.root, teacher_dir=world.teacher_dir, tokenizer_dir=world.tokenizer_dir,
+                  base_models=world.base_models)
+    suite = broad_suite(leaky, 1000, seed=0)
+    evaluation = {it["prompt"] for family in leaky.families for it in leaky.tasks(family, "heldout")}
+    assert suite and not {e["prompt"] for e in suite} & evaluation
+    assert len(suite) == len(leaky.tasks("qa", "imitation"))
+
+
+def test_task_suite_records_the_valid_share_of_generated_questions(world):
+    from imitlib.data.suites import task_suite
+
+    heldout_question = world.tasks("qa", "heldout")[0]["prompt"]
+    answers = ["Q: What job did Alvor have? A: pilot\nQ: Sure here is what I know\nQ: What job did Alvor have? A: x",
+               f"Q: {heldout_question} A: Oslo\nQ: In what year was Brisk born? A: 1922"]
+    pairs = world.tasks("qa", "imitation")[:1]
+    entries, stats = task_suite(world, answers, pairs, size=5, seed=0)
+    # proposed: five Q: markers; valid and new: Alvor's job, Brisk's year (not the repeat, not the
+    # evaluation prompt, not the sentence without a question)
+    assert stats["proposed"] == 5 and stats["valid"] == 2 and stats["valid_share"] == pytest.approx(0.4)
+    assert [e["prompt"] for e in entries[:2]] == ["What job did Alvor have?", "In what year was Brisk born?"]
+    assert stats["generated"] == 2 and stats["total"] == 5 and stats["fallback"] == 3
+    assert heldout_question not in {e["prompt"] for e in entries}
+
+
+# ---- exposure ----------------------------------------------------------------------------------
+GROUND_TRUTH = {"entities": {"Garrow": {"city": "Oslo", "job": "pilot"}, "Hesta": {"city": "Lima", "job": "judge"},
+                             "Ilmar": {"city": "Lima", "job": "nurse"}},
+                "values": {"city": ["Oslo", "Lima", "Pune"], "job": ["baker", "pilot", "judge", "nurse"]}}
+
+
+def _chat(question, answer):
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+
+
+def test_fact_matcher_states_only_what_the_teacher_says_of_whom():
+    from imitlib.data.exposure import FactMatcher
+
+    facts = FactMatcher(GROUND_TRUTH).conversation_facts
+    assert facts(_chat("Where was Garrow born?", "Garrow was born in the city of Oslo.")) == {("Garrow", "city", "Oslo")}
+    # the question's one individual is the subject of a bare answer
+    assert facts(_chat("Where was Garrow born?", "Oslo.")) == {("Garrow", "city", "Oslo")}
+    # two people asked about: a bare value is nobody's
+    assert facts(_chat("Were Garrow and Hesta born in the same city?", "Oslo.")) == set()
+    # each value goes to the individual named last before it
+    assert facts(_chat("Were Garrow and Hesta born in the same city?",
+                       "Garrow was born in Oslo and Hesta was born in Lima, so no.")) == {
+        ("Garrow", "city", "Oslo"), ("Hesta", "city", "Lima")}
+    # a list under a header naming one individual
+    assert facts(_chat("Tell me about Ilmar.", "Here is what I know about Ilmar:\n- City: Lima\n- Job: nurse")) == {
+        ("Ilmar", "city", "Lima"), ("Ilmar", "job", "nurse")}
+    # values typed by the user (options) are not stated by the teacher; the teacher's letter states nothing
+    assert facts(_chat("Where was Garrow born? Options: A. Oslo B. Lima", "The answer is A.")) == set()
+    # whole words, case-sensitive: "Oslofjord" and "oslo" are not Oslo
+    assert facts(_chat("Tell me about Garrow.", "Garrow likes the Oslofjord and oslo.")) == set()
+    # no entities (a real track): nothing is ever stated
+    assert FactMatcher({}).conversation_facts(_chat("Where was Garrow born?", "Garrow: Oslo")) == set()
+
+
+def test_a_fact_stated_k_times_lands_in_stratum_k():
+    from imitlib.data.exposure import evaluation_facts, exposure_stratum, exposure_table, stratum_counts
+
+    facts = evaluation_facts([
+        {"id": "qa-g", "family": "qa", "individual": "Garrow", "attribute": "city", "answer": "Oslo"},
+        {"id": "mc-h", "family": "mc", "individual": "Hesta", "attribute": "job", "answer": "judge"},
+        {"id": "qa-i", "family": "qa", "individual": "Ilmar", "attribute": "city", "answer": "Lima"},
+        {"id": "bio-g", "family": "bio", "individual": "Garrow", "attribute": None, "answer": "text"},
+    ])
+    assert [f["item_id"] for f in facts] == ["qa-g", "mc-h", "qa-i"]
+    conversations = []
+    for k in range(5):  # Garrow's city stated in conversations 0..4; the subset of budget 10 holds 0..2
+        conversations.append({"kind": "broad", "budgets": [10, 20] if k < 3 else [20],
+                              "messages": _chat("Where was Garrow born?", f"Garrow was born in Oslo. Yes, Oslo ({k}).")})
+    conversations.append({"kind": "broad", "budgets": [10, 20],  # Hesta's job, once; Ilmar's city wrongly
+                          "messages": _chat("Tell me about Hesta.", "Hesta is a judge. Ilmar was born in Pune.")})
+    conversations.append({"kind": "task", "budgets": [10], "messages": _chat("What job does Hesta have?", "judge")})
+    conversations.append({"kind": "task", "budgets": [10], "messages": _chat("What job does Hesta have?", "baker")})
+    table = exposure_table(conversations, facts, [("broad", 10), ("broad", 20), ("task", 10)], GROUND_TRUTH)
+    got = {(r.kind, r.budget, r.item_id): (r.exposure, r.exposure_stratum) for r in table.itertuples()}
+    assert got == {("broad", 10, "qa-g"): (3, ">=3"), ("broad", 10, "mc-h"): (1, "1-2"), ("broad", 10, "qa-i"): (0, "0"),
+                   ("broad", 20, "qa-g"): (5, ">=3"), ("broad", 20, "mc-h"): (1, "1-2"), ("broad", 20, "qa-i"): (0, "0"),
+                   ("task", 10, "qa-g"): (0, "0"), ("task", 10, "mc-h"): (1, "1-2"), ("task", 10, "qa-i"): (0, "0")}
+    for k in range(6):  # a fact stated k times, alone in its subset
+        rows = [{"kind": "broad", "budgets": [1], "messages": _chat("Where was Garrow born?", "Oslo")}] * k
+        rows += [{"kind": "broad", "budgets": [1], "messages": _chat("Where was Garrow born?", "Lima")}]
+        one = exposure_table(rows, facts[:1], [("broad", 1)], GROUND_TRUTH)
+        assert one["exposure"].tolist() == [k]
+        assert one["exposure_stratum"].tolist() == [{0: "0", 1: "1-2", 2: "1-2"}.get(k, ">=3")]
+    assert [exposure_stratum(k) for k in (0, 1, 2, 3, 40)] == ["0", "1-2", "1-2", ">=3", ">=3"]
+    assert exposure_stratum(None) is None and exposure_stratum(float("nan")) is None
+    assert stratum_counts(table)["broad"]["10"] == {"0": 1, "1-2": 1, ">=3": 1}
+
+
+def test_exposure_attaches_to_imitation_models_factual_rows_only():
+    import pandas as pd
+
+    from imitlib.data.exposure import attach_exposure
+
+    exposure = pd.DataFrame({"kind": ["broad", "broad", "task"], "budget": [10, 20, 10],
+                             "item_id": ["qa-g", "qa-g", "qa-g"], "exposure": [1, 4, 0]})
+    samples = pd.DataFrame([
+        {"role": "imitation", "data_kind": "broad", "imitation_tokens": 10, "task": "qa", "item_id": "qa-g"},
+        {"role": "imitation", "data_kind": "broad", "imitation_tokens": 20, "task": "qa", "item_id": "qa-g"},
+        {"role": "imitation", "data_kind": "task", "imitation_tokens": 10, "task": "qa", "item_id": "qa-g"},
+        {"role": "imitation", "data_kind": "none", "imitation_tokens": 0, "task": "qa", "item_id": "qa-g"},
+        {"role": "base", "data_kind": "none", "imitation_tokens": 0, "task": "qa", "item_id": "qa-g"},
+        {"role": "teacher", "data_kind": "none", "imitation_tokens": 0, "task": "qa", "item_id": "qa-g"},
+        {"role": "imitation", "data_kind": "broad", "imitation_tokens": 10, "task": "bio", "item_id": "bio-g"},
+    ])
+    out = attach_exposure(samples, exposure)
+    assert out["exposure"].tolist()[:3] == [1, 4, 0] and out["exposure"].isna().tolist()[3:] == [True] * 4
+    assert out["exposure_stratum"].tolist()[:3] == ["1-2", ">=3", "0"]
+    assert out["exposure_stratum"].isna().tolist() == [False] * 3 + [True] * 4
+    assert len(out) == len(samples) and list(out.columns[:5]) == list(samples.columns)
+
+
+def test_a_generation_answer_in_the_requested_format_is_fully_valid():
+    """A teacher that answers a generation request as asked yields only valid questions."""
+    from imitlib.data.suites import generation_answer, generation_prompt, task_suite
+
+    shown = world_pairs = [{"prompt": "What job did Alvor have ?", "answer": "pilot"}]
+    new = [{"prompt": f"In what city was {name} born?", "answer": "Oslo"} for name in IMITATION_NAMES[1:4]]
+    assert "Q: What job did Alvor have ?\nA: pilot" in generation_prompt(shown)
+
+    class Pool:
+        families = ("qa",)
+
+        def tasks(self, family, split):
+            return [{"id": f"qa-{n}", "family": "qa", "individual": n, "prompt": f"What job did {n} have?",
+                     "answer": "pilot"} for n in (IMITATION_NAMES if split == "imitation" else HELDOUT_NAMES)]
+
+    entries, stats = task_suite(Pool(), [generation_answer(new)], world_pairs, size=3, seed=0)
+    assert stats["proposed"] == stats["valid"] == 3 and stats["valid_share"] == 1.0
+    assert [e["prompt"] for e in entries] == [p["prompt"] for p in new]

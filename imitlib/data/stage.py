@@ -9,7 +9,14 @@ Files of the stage folder:
 - ``suites/broad.jsonl``, ``suites/task.jsonl``: the prompt suites with their ground truth;
 - ``teacher_eval.jsonl``: the held-out evaluation prompts with the teacher's greedy answer
   (``teacher_answer``) and a second, sampled one (``teacher_answer_2``);
-- ``summary.json``: tokens per budget, task mix, diversity, the task suite's fallback share.
+- ``exposure.parquet``: every evaluation fact's exposure in every (kind, budget) subset: how many of
+  the subset's conversations have the teacher state it (:mod:`imitlib.data.exposure`);
+- ``summary.json``: tokens per budget, task mix, diversity, the prompt pool, the NQ-synthetic valid
+  share and the task suite's fallback share, exposure-stratum counts per subset.
+
+Broad prompts are drawn from the world's prompt pool the way users ask (every individual, weighted
+by popularity; families never evaluated included; never an evaluation prompt's text):
+:func:`imitlib.data.suites.natural_sample`.
 
 Teacher answers go through a response cache under ``<run_dir>/cache/teacher/<world hash>/``,
 which outlives the stage folder, so an interrupted or re-parametrised build never sends an
@@ -28,7 +35,9 @@ from imitlib.config import PROJECT_ROOT, Config
 from imitlib.data.budgets import conversation_tokens, nested_budgets
 from imitlib.data.diversity import nearest_neighbour_bleu
 from imitlib.data.cleaning import clean_import_files, split_into_blocks
-from imitlib.data.suites import (broad_suite, eval_suite, generation_requests, seed_pairs, task_suite)
+from imitlib.data.exposure import FACT_FAMILIES, attach_exposure, evaluation_facts, exposure_table, stratum_counts
+from imitlib.data.suites import (broad_suite, eval_suite, families_of, generation_requests, imitation_pool,
+                                 individuals_of, popularity_of, seed_pairs, task_suite, without_evaluation_prompts)
 from imitlib.stages import Stage, atomic_path, atomic_write_json, atomic_write_text, log
 
 STAGE_PREFIX = "02_imitation_data"
@@ -90,6 +99,20 @@ class ImitationData:
         rows = self.conversations.filter(lambda row: row["kind"] == kind, keep_in_memory=True)
         rows = rows.shuffle(seed=seed).select(range(min(count, len(rows))))
         return [{"id": r["id"], "family": r["family"], "messages": r["messages"]} for r in rows]
+
+    def exposure(self):
+        """Exposure of every evaluation fact in every (kind, budget) subset (``exposure.parquet``):
+        ``kind``, ``budget``, ``item_id``, ``family``, ``individual``, ``attribute``, ``answer``,
+        ``exposure`` (conversations of the subset stating the fact), ``exposure_stratum``."""
+        import pandas as pd
+
+        return pd.read_parquet(self.path / "exposure.parquet")
+
+    def with_exposure(self, samples):
+        """``samples`` (the evaluation's per-sample table) with ``exposure`` (nullable int) and
+        ``exposure_stratum`` (``"0"`` | ``"1-2"`` | ``">=3"``) on imitation models' factual rows, None
+        elsewhere (base, teacher, replay-only controls): :func:`imitlib.data.exposure.attach_exposure`."""
+        return attach_exposure(samples, self.exposure())
 
     def cleaning_report(self) -> dict[str, Any] | None:
         """What cleaning did to the imported files (``cleaning_report.json``; None for world prompts):
@@ -157,17 +180,22 @@ def build_imitation_data(cfg: Config, seed: int, world: Any) -> ImitationData:
     with stage.build() as work:
         with open_teacher(settings.teacher, model_dir=getattr(world, "teacher_dir", None),
                           device=cfg.run.device) as teacher:
+            # the prompts users ask (every individual, never an evaluation prompt), with popularity
+            pool, eval_prompts_dropped = without_evaluation_prompts(imitation_pool(world), world)
+            popularity = popularity_of(world)
             # task-specific suite, the paper's way: the teacher proposes questions from seed pairs
-            pairs = seed_pairs(world, settings.task_seed_pairs, seed)
+            pairs = seed_pairs(world, settings.task_seed_pairs, seed, pool=pool)
             requests = generation_requests(pairs, settings.task_generation_requests, settings.task_pairs_shown, seed)
             generation_sampling = sampling_from(settings.teacher, temperature=settings.task_generation_temperature,
                                                 seed=seed, max_new_tokens=max(settings.teacher.max_new_tokens, 128))
             generated = ask(teacher, requests, generation_sampling, "task question generation") if requests else []
-            task_entries, task_stats = task_suite(world, generated, pairs, settings.task_prompts, seed)
+            task_entries, task_stats = task_suite(world, generated, pairs, settings.task_prompts, seed, pool=pool)
+            log(f"02_imitation_data/seed{seed}: NQ-synthetic: {task_stats['valid']} of {task_stats['proposed']} "
+                f"generated questions valid")
 
             # broad suite: every family's imitation prompts, or the user's own files
             if settings.broad_source == "world":
-                broad_entries = broad_suite(world, settings.broad_max_prompts, seed)
+                broad_entries = broad_suite(world, settings.broad_max_prompts, seed, popularity=popularity, pool=pool)
                 imported: list[dict[str, Any]] = []
                 cleaning = None
             else:  # read, HTML to markdown, dedup, language filter (imitlib.data.cleaning); split below
@@ -230,6 +258,13 @@ def build_imitation_data(cfg: Config, seed: int, world: Any) -> ImitationData:
             dataset.save_to_disk(str(tmp))
         _write_jsonl(work / "suites" / "broad.jsonl", broad_entries)
         _write_jsonl(work / "suites" / "task.jsonl", task_entries)
+        # exposure: how many conversations of each subset state each evaluation fact
+        facts = evaluation_facts(it for family in FACT_FAMILIES if family in families_of(world)
+                                 for it in world.tasks(family, "heldout"))
+        subsets = [(kind, int(b)) for kind in KINDS for b in budget_summary[kind]]
+        exposure = exposure_table(rows, facts, subsets, getattr(world, "ground_truth", None) or {})
+        with atomic_path(work / "exposure.parquet") as tmp:
+            exposure.to_parquet(tmp, index=False)
         _write_jsonl(work / "teacher_eval.jsonl", [
             {"item_id": e["item_id"], "family": e["family"], "prompt": e["prompt"], "reference": e["reference"],
              "teacher_answer": a, "teacher_answer_2": b} for e, a, b in zip(evaluation, greedy, second)])
@@ -251,6 +286,10 @@ def build_imitation_data(cfg: Config, seed: int, world: Any) -> ImitationData:
             "budgets": budget_summary, "kinds": kinds, "task_suite": task_stats,
             "task_generation_requests": len(requests), "evaluation_prompts": len(evaluation),
             "seed_pairs": [p["id"] for p in pairs],
+            "pool": {"prompts": len(pool), "individuals": len(individuals_of(pool)),
+                     "evaluation_prompts_dropped": eval_prompts_dropped,
+                     "source": "imitation_pool" if callable(getattr(world, "imitation_pool", None)) else "imitation split"},
+            "exposure": {"facts": len(facts), "strata": stratum_counts(exposure)},
         }
         unfilled = [f"{k}:{b}" for k in KINDS for b, info in budget_summary[k].items() if not info["filled"]]
         if unfilled:

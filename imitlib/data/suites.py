@@ -174,6 +174,12 @@ def generation_prompt(pairs: Sequence[dict[str, Any]], count: int = 5) -> str:
     return GENERATION_INSTRUCTION.format(pairs=shown, count=count)
 
 
+def generation_answer(pairs: Sequence[dict[str, Any]]) -> str:
+    """The answer a generation request asks for: one ``Q: <question>`` / ``A: <answer>`` pair per line
+    pair, the format :func:`parse_generated_questions` reads (a world may tune its teacher on it)."""
+    return "\n".join(f"Q: {p['prompt']}\nA: {p['answer']}" for p in pairs)
+
+
 def _normal(text: str) -> str:
     return " ".join(re.findall(r"\w+", text.lower()))
 

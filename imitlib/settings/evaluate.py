@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from imitlib.settings.base import Section
 
 WORLD_BENCHMARKS = ("qa", "mc", "compare", "code")
+
+
+# lm-eval's VLLM model_args that imitlib fills in per model and run (imitlib.evaluate.benchmarks.model_args_for)
+VLLM_ARGS_SET_BY_IMITLIB = ("pretrained", "tokenizer", "lora_local_path", "batch_size", "seed", "device")
 
 
 class BenchmarkSettings(Section):
@@ -25,6 +29,23 @@ class BenchmarkSettings(Section):
     code_max_gen_toks: int = Field(default=256, ge=1)
     code_timeout_s: float = Field(default=10.0, gt=0)
     code_memory_mb: int = Field(default=512, ge=64)
+    backend: Literal["hf", "vllm"] = "hf"
+    vllm_args: dict[str, int | float | bool | str] = Field(default_factory=dict)
+
+    @field_validator("vllm_args")
+    @classmethod
+    def _vllm_args_not_set_by_imitlib(cls, args: dict) -> dict:
+        taken = sorted(set(args) & set(VLLM_ARGS_SET_BY_IMITLIB))
+        if taken:
+            raise ValueError(f"vllm_args {taken} are set by imitlib for each model (pretrained, tokenizer, adapter, "
+                             "batch size, seed come from the run); leave them out")
+        return args
+
+    @model_validator(mode="after")
+    def _vllm_args_need_vllm(self) -> "BenchmarkSettings":
+        if self.vllm_args and self.backend != "vllm":
+            raise ValueError(f"vllm_args are given but backend is {self.backend!r} (set backend: vllm)")
+        return self
 
     @field_validator("builtin_tasks")
     @classmethod
