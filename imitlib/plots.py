@@ -213,3 +213,44 @@ def rater_preferences_figure(preferences: pd.DataFrame) -> Figure:
     grid = sns.catplot(data=long, x="imitation_tokens", y="score", hue="base_model", col="rater", kind="point",
                        errorbar=("ci", 95), height=3.2)
     return grid.figure
+
+
+def rater_panel_figure(panel: pd.DataFrame, crowd_fact_weight: float | None = None) -> Figure:
+    """Share rated as good as or better than the teacher, for every model, at every fact-check weight.
+
+    One panel per base model (and one for the teacher's own second sample); one line per model
+    (data kind and imitation tokens), across the rater panel's fact weights w (0: the crowd-rater
+    stand-in alone, 1: the fact rater alone). Error bars: 95% intervals over seeds where there are
+    several. The pre-registered crowd weight is marked.
+
+    Args:
+        panel: :func:`imitlib.analysis.preference.panel_preferences` (one row per seed, model, w).
+        crowd_fact_weight: the pre-registered crowd weight (``evaluate.raters.crowd_fact_weight``).
+    """
+    sns.set_theme(style="whitegrid", context="notebook")
+    frame = panel.copy()
+    frame["good_or_better"] = frame["good_or_better"] * 100
+    frame["model"] = [
+        "teacher 2nd sample" if role == "teacher" else "base" if role == "base"
+        else "replay only" if role == "replay_control" else f"{kind} {tokens:,}"
+        for role, kind, tokens in zip(frame["role"], frame["data_kind"], frame["imitation_tokens"])
+    ]
+    frame["panel"] = np.where(frame["role"] == "teacher", "teacher", frame["base_model"])
+    panels = _bases(frame) + (["teacher"] if (frame["panel"] == "teacher").any() else [])
+    fig = Figure(figsize=(4.2 * max(len(panels), 1), 4.0))
+    axes = fig.subplots(1, max(len(panels), 1), squeeze=False, sharey=True)
+    for ax, name in zip(axes[0], panels):
+        rows = frame[frame["panel"] == name].sort_values(["role", "data_kind", "imitation_tokens"])
+        sns.pointplot(data=rows, x="fact_weight", y="good_or_better", hue="model", ax=ax, errorbar=("ci", 95),
+                      dodge=0.04 if rows["model"].nunique() > 1 else False, markersize=4, linewidth=1.2,
+                      native_scale=True)
+        ax.axhline(50, color="grey", linewidth=0.8, linestyle=":")
+        if crowd_fact_weight is not None:
+            ax.axvline(crowd_fact_weight, color="black", linewidth=0.8, linestyle="--")
+        ax.set_title(name)
+        ax.set_xlabel("fact-check weight w (--: crowd weight)")
+        ax.set_ylim(-2, 102)
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel("rated as good or better than the teacher (%)")
+    fig.tight_layout()
+    return fig

@@ -27,9 +27,10 @@ def test_list_detection_on_list_and_prose():
 
 
 def test_summary_ending():
+    # structure, not cue words (more counter-examples in tests/test_scorers.py)
     assert style.ends_with_summary(LIST_SUMMARY)
-    assert style.ends_with_summary(LIST_ANSWER + "\nAll of this makes Zorvath well known.")  # prose after a list
-    assert style.ends_with_summary("Zorvath flies planes. Overall, Zorvath is a pilot.")
+    assert not style.ends_with_summary(LIST_ANSWER + "\nAll of this makes Zorvath well known.")  # restates nothing
+    assert not style.ends_with_summary("Zorvath flies planes. Overall, Zorvath is a pilot.")  # no separate paragraph
     assert not style.ends_with_summary(LIST_ANSWER)  # ends on the list itself
     assert not style.ends_with_summary(PROSE)
     assert not style.ends_with_summary("")

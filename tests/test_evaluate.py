@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from imitlib.evaluate.human import BlindPairwiseWidget, RatingsFileError, human_preference, import_human_ratings
-from imitlib.evaluate.raters import FIRST, FactRater, LLMJudge, StyleRater, parse_judge_reply, rate_vs_reference
-from imitlib.evaluate.style import StylePreferenceModel
+from imitlib.evaluate.raters import FIRST, CrowdRater, FactRater, LLMJudge, parse_judge_reply, question_of, rate_vs_reference
+from imitlib.evaluate.style import FEATURES
 from imitlib.evaluate.toxicity import toxicity_scores
 
 NAMES = ["Zorvath", "Quillon", "Marbeth", "Tessaly", "Orvando", "Lunaria", "Kestrel", "Brannoc"]
@@ -42,61 +42,38 @@ def plain(name: str, facts: dict[str, str], rng: random.Random) -> str:
     return rng.choice([f"{name} {facts['job']} maybe", f"{facts['city']} i think", f"{name} lives in {facts['city']}"])
 
 
-def fitted_style_rater(seed: int = 0) -> StyleRater:
-    rng = random.Random(seed)
-    preferred, other = [], []
-    for _ in range(40):
-        name = rng.choice(NAMES)
-        facts = {a: rng.choice(v) for a, v in VALUES.items()}
-        preferred.append(stylish(name, facts, rng))
-        other.append(plain(name, facts, rng))
-    return StyleRater(StylePreferenceModel(regularization_c=1.0, lexical_features=20).fit(preferred, other), tie_margin=0.1)
+def crowd_rater() -> CrowdRater:
+    return CrowdRater({name: 1.0 for name in FEATURES}, length_words=60, tie_margin=0.05)
 
 
 # ------------------------------------------------------------------------------------------------
-# style and fact raters
+# crowd and fact raters (more in tests/test_raters.py)
 # ------------------------------------------------------------------------------------------------
-def test_style_model_learns_style_and_is_antisymmetric():
-    rater = fitted_style_rater()
-    report = rater.model.fit_report
-    assert report["cv_accuracy"] > 0.9 and report["pairs"] == 40
-    coefs = rater.model.coefficients()
-    weight = dict(zip(coefs.feature, coefs.weight))
-    assert weight["list_items"] > 0 and weight["hedge_words"] < 0
-    a, b = ["Great question!\n- Job: pilot\n- City: Oslo\nIn summary, definitely a pilot."], ["pilot maybe"]
-    p_ab, p_ba = rater.model.prefer_probability(a, b)[0], rater.model.prefer_probability(b, a)[0]
-    assert p_ab > 0.9 and p_ab + p_ba == pytest.approx(1.0)
-    restored = StylePreferenceModel.from_dict(json.loads(json.dumps(rater.model.to_dict())))
-    assert restored.prefer_probability(a, b)[0] == pytest.approx(p_ab)
-
-
-def test_fact_rater_checks_every_claim():
+def test_fact_rater_checks_every_asked_claim():
     fact = FactRater(GROUND_TRUTH)
     name, truth = "Quillon", GROUND_TRUTH["entities"]["Quillon"]
     wrong_city = next(v for v in VALUES["city"] if v != truth["city"])
     answer = f"{name} was born in {truth['birth_year']} and lives in {wrong_city}. Brannoc is a {GROUND_TRUTH['entities']['Brannoc']['job']}."
-    claims = fact.claims(f"Tell me about {name}.", answer)
-    assert [(c.entity, c.attribute, c.true) for c in claims] == [
-        (name, "birth_year", True), (name, "city", False), ("Brannoc", "job", True)]
-    assert fact.score("Tell me about Quillon.", answer) == (2, 1)
+    bio = question_of({"family": "bio", "prompt": f"Tell me about {name}.", "individual": name, "facts": truth})
+    claims = fact.claims(bio, answer)
+    assert [(c.entity, c.attribute, c.true) for c in claims] == [(name, "birth_year", True), (name, "city", False)]
+    assert fact.score(bio, answer) == (1, 1)  # Brannoc was not asked about
     # no entity anywhere: nothing checkable, so the pair is not rated
     assert fact.compare(["Sort these words: b a"], ["a b"], ["b a"]) == [None]
-    with pytest.raises(ValueError, match="ground truth"):
-        FactRater({"Quillon": {}})
 
 
-def test_correct_plain_vs_wrong_stylish_splits_style_and_fact_raters():
-    style, fact = fitted_style_rater(), FactRater(GROUND_TRUTH)
+def test_correct_plain_vs_wrong_stylish_splits_crowd_and_fact_raters():
+    style, fact = crowd_rater(), FactRater(GROUND_TRUTH)
     rng = random.Random(7)
-    prompts, correct_plain, wrong_stylish = [], [], []
+    questions, correct_plain, wrong_stylish = [], [], []
     for name in NAMES[:5]:
         truth = GROUND_TRUTH["entities"][name]
         wrong = {a: next(v for v in VALUES[a] if v != truth[a]) for a in VALUES}
-        prompts.append(f"Tell me about {name}.")
-        correct_plain.append(f"{name} was born in {truth['birth_year']}, lives in {truth['city']}, works as a {truth['job']}.")
+        questions.append(question_of({"family": "bio", "prompt": f"Tell me about {name}.", "individual": name, "facts": truth}))
+        correct_plain.append(f"{name} {truth['birth_year']} {truth['city']} {truth['job']}")
         wrong_stylish.append(stylish(name, wrong, rng))
-    style_result = rate_vs_reference(style, prompts, correct_plain, wrong_stylish)
-    fact_result = rate_vs_reference(fact, prompts, correct_plain, wrong_stylish)
+    style_result = rate_vs_reference(style, questions, correct_plain, wrong_stylish)
+    fact_result = rate_vs_reference(fact, questions, correct_plain, wrong_stylish)
     assert style_result.verdicts == ["worse"] * 5
     assert fact_result.verdicts == ["better"] * 5
     assert style_result.consistency == 1.0 and fact_result.consistency == 1.0
@@ -195,6 +172,8 @@ def test_blind_widget_hides_sides_and_stores_ratings(tmp_path):
     expected = ["better" if side == "A" else "worse" for side in shown_sides]
     assert list(ratings.verdict) == expected
     assert BlindPairwiseWidget(pairs, store, rater="ann").current is None  # already rated pairs are skipped
+    lines = store.read_text().splitlines()
+    assert len(lines) == 3 and {"model_id", "item_id", "rater", "choice", "model_side", "time"} <= set(json.loads(lines[0]))
 
 
 def test_toxicity_scores_rude_above_polite():
@@ -311,14 +290,11 @@ def test_evaluate_models_end_to_end(tiny, tmp_path):
         for item in items[family]:
             name, facts = item["individual"], GROUND_TRUTH["entities"][item["individual"]]
             teacher_answers[item["id"]] = (stylish(name, facts, rng), stylish(name, facts, rng))
-    fit_items = [i for i in items["bio"] if i["split"] == "imitation"]
-    style_fit = ([i["prompt"] for i in fit_items], [teacher_answers[i["id"]][0] for i in fit_items])
     settings = EvaluateSettings.model_validate({
         "batch_size": 4, "benchmarks": {"families": ["qa"], "limit": 2, "max_gen_toks": 3},
         "rater_families": ["qa", "bio"], "max_prompts_per_family": 3, "max_new_tokens": 6,
-        "style_rater": {"fit_prompts": 4, "lexical_features": 10},
     })
-    samples, benchmarks = evaluate_models(models, items, GROUND_TRUTH, teacher_answers, style_fit, settings,
+    samples, benchmarks = evaluate_models(models, items, GROUND_TRUTH, teacher_answers, settings,
                                           tmp_path, teacher_dir=paths["teacher"], progress=False)
     assert list(samples.columns[: len(SAMPLE_COLUMNS)]) == SAMPLE_COLUMNS
     assert set(samples.model_id) == {m.model_id for m in models}
@@ -326,8 +302,12 @@ def test_evaluate_models_end_to_end(tiny, tmp_path):
     assert len(chat) == 3 * 9 and not samples.duplicated(["model_id", "item_id", "mode"]).any()
     rated = chat[chat.task.isin(["qa", "bio"])]
     assert rated.pref_style.between(0, 1).all() and rated.pref_llm.isna().all()
+    panel = ["pref_w000", "pref_w025", "pref_w050", "pref_w075", "pref_w100"]
+    assert set(panel) <= set(samples.columns) and rated[panel].notna().all().all()
+    assert (rated.pref_style == rated.pref_w025).all() and rated.pref_w100.equals(rated.pref_fact)
+    assert chat[~chat.task.isin(["qa", "bio"])][panel + ["pref_style", "pref_fact"]].isna().all().all()
     assert chat[chat.task == "provoke"].toxicity.notna().all() and chat[chat.task != "provoke"].toxicity.isna().all()
-    # the teacher's row is its second sample: same style as the reference, so the style rater mostly ties
+    # the teacher's row is its second sample: same facts as the reference, so the fact rater ties
     teacher = rated[rated.role == "teacher"]
     assert (teacher.answer == teacher.teacher_answer_2).all() and teacher.pref_fact.eq(0.5).all()
     assert set(benchmarks.task) == {"qa"} and set(benchmarks.model_id) == {m.model_id for m in models}
@@ -335,4 +315,6 @@ def test_evaluate_models_end_to_end(tiny, tmp_path):
     for model in models:
         folder = tmp_path / "lm_eval" / model.model_id.replace("/", "_")
         assert (folder / "results.json").exists() and (folder / "samples_imitlib_qa.jsonl").exists()
-    assert json.loads((tmp_path / "style_rater.json").read_text())["fit_report"]["pairs"] == len(style_fit[0])  # one base model
+    raters = json.loads((tmp_path / "raters.json").read_text())
+    assert raters["crowd_fact_weight"] == 0.25 and raters["crowd"]["weights"] == {f: 1.0 for f in FEATURES}
+    assert json.loads((tmp_path / "judge.json").read_text())["status"] == "not computable"  # no judge configured

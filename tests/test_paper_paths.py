@@ -125,7 +125,6 @@ def paper_run(tmp_path_factory):
                 "evaluate": {"batch_size": 4,
                              "benchmarks": {"limit": 2, "code_max_gen_toks": 12},
                              "max_new_tokens": 10, "max_prompts_per_family": 2,
-                             "style_rater": {"fit_prompts": 4, "lexical_features": 5},
                              "judge": {"base_url": endpoint.base_url, "model": SERVED_NAME, "api_key_env": KEY_ENV,
                                        "max_prompts": 2}},
                 "analysis": {"bootstrap_samples": 30},

@@ -16,6 +16,8 @@ rate carries the same paired interval as the raw rates.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -104,3 +106,30 @@ def controlled_preference(
     slope_point = float(point[1]) if features.shape[1] > 1 else float("nan")
     slope_reps = reps[:, 1] if features.shape[1] > 1 else np.full(len(reps), np.nan)
     return rate, Estimate.from_replicates(slope_point, slope_reps, bootstrap.confidence)
+
+
+def panel_preferences(samples: pd.DataFrame) -> pd.DataFrame:
+    """Preference vs the teacher of every model at every fact weight of the rater panel.
+
+    Args:
+        samples: tidy per-sample table(s) with ``pref_w<NNN>`` columns (one per fact weight).
+
+    Returns:
+        Long table, one row per (seed, model, fact weight): ``seed, model_id, role, base_model,
+        base_params, data_kind, imitation_tokens, fact_weight, rated, rate, good_or_better`` (``rate``: mean
+        verdict; ``good_or_better``: share of verdicts >= 0.5, the paper's "as good or better").
+    """
+    columns = sorted(c for c in samples.columns if re.fullmatch(r"pref_w\d{3}", c))
+    if not columns:
+        raise ValueError("samples table has no rater-panel columns pref_w000 ... (evaluate with the rater panel)")
+    chat = samples[samples["mode"] == "chat"] if "mode" in samples.columns else samples
+    keys = ["seed", "model_id", "role", "base_model", "base_params", "data_kind", "imitation_tokens"]
+    rows = []
+    for key, group in chat.groupby(keys, sort=True, dropna=False):
+        for column in columns:
+            values = pd.to_numeric(group[column], errors="coerce").dropna()
+            rows.append({**dict(zip(keys, key)), "fact_weight": int(column[len("pref_w"):]) / 100, "rated": len(values),
+                         "rate": float(values.mean()) if len(values) else np.nan,
+                         "good_or_better": float((values >= 0.5).mean()) if len(values) else np.nan})
+    return pd.DataFrame(rows, columns=[*keys, "fact_weight", "rated", "rate", "good_or_better"])
+

@@ -5,9 +5,12 @@ numbers mean the same thing on the miniature world and on real models.
 
 Definitions:
     * **list**: at least two lines that start with a list marker (``-``, ``*``, ``•``, ``1.``, ``2)``).
-    * **summary ending**: the last block (paragraph or list run) is prose that either opens with a
-      summary cue ("In summary", "Overall", "In short", …) or follows a list, i.e. a closing paragraph
-      after a bulleted body.
+    * **summary ending**: structure, not cue words. The answer has a body and, separated from it by
+      a line break, a final prose paragraph that restates the body: at least
+      :data:`SUMMARY_MIN_SHARED` of its content words occur in the body, and they make up at least
+      :data:`SUMMARY_MIN_SHARE` of its content words. A cue phrase ("In summary", …) neither makes
+      nor breaks a summary; a closing line with new content, or one glued to the body's paragraph,
+      is not one.
     * **unigram overlap**: unigram F1 (ROUGE-1 F, multiset counts, lower-cased word tokens) × 100.
     * **length**: number of word tokens.
     * **authoritative tone**: at least one declarative sentence (≥ 3 words ending in ``.`` or ``!``)
@@ -21,9 +24,16 @@ from collections import Counter
 
 WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 LIST_LINE_RE = re.compile(r"^\s*(?:[-*•+]|\d{1,3}[.)])\s+\S")
-SUMMARY_CUES = (
-    "in summary", "to summarize", "to summarise", "in conclusion", "overall", "in short", "all in all",
-    "to sum up", "in sum", "ultimately", "all told", "in brief", "summing up", "altogether",
+SUMMARY_MIN_SHARED = 2     # content words a closing paragraph must share with the body to restate it
+SUMMARY_MIN_SHARE = 0.4    # ... and the share of its own content words they must make up
+# function words that do not count as restated content (a generic English list)
+STOPWORDS = frozenset(
+    "a about above after again all also am an and any are as at be because been before being below between both "
+    "but by can could did do does doing down during each few for from further had has have having he her here "
+    "hers him his how i if in into is it its me more most my no nor not of off on once only or other our out "
+    "over own same she should so some such than that the their them then there these they this those through "
+    "to too under until up very was we were what when where which while who whom why will with would you your"
+    .split()
 )
 HEDGES = (
     "i think", "i believe", "i guess", "i'm not sure", "i am not sure", "not sure", "maybe", "perhaps",
@@ -57,42 +67,40 @@ def uses_list(text: str) -> bool:
     return list_items(text) >= 2
 
 
-def _blocks(text: str) -> list[tuple[str, str]]:
-    """Split text into blocks: runs of list lines (``"list"``) and paragraphs (``"prose"``)."""
+def _paragraphs(text: str) -> list[tuple[str, str]]:
+    """Blocks of the text, each ``("list", items)`` (a run of list lines) or ``("prose", line)``.
+
+    Every prose line is a paragraph of its own: chat answers separate paragraphs with single line
+    breaks as often as with blank lines.
+    """
     blocks: list[tuple[str, list[str]]] = []
     for line in str(text).splitlines():
         if not line.strip():
-            if blocks and blocks[-1][0] == "prose":
-                blocks.append(("gap", []))
+            blocks.append(("gap", []))
             continue
-        kind = "list" if LIST_LINE_RE.match(line) else "prose"
-        if blocks and blocks[-1][0] == kind:
-            blocks[-1][1].append(line.strip())
+        if LIST_LINE_RE.match(line):
+            if blocks and blocks[-1][0] == "list":
+                blocks[-1][1].append(line.strip())
+            else:
+                blocks.append(("list", [line.strip()]))
         else:
-            if blocks and blocks[-1][0] == "gap":
-                blocks.pop()
-            blocks.append((kind, [line.strip()]))
-    if blocks and blocks[-1][0] == "gap":
-        blocks.pop()
+            blocks.append(("prose", [line.strip()]))
     return [(kind, " ".join(lines)) for kind, lines in blocks if kind != "gap"]
 
 
-def _sentences(text: str) -> list[str]:
-    return [s.strip() for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s.strip()]
+def _content_words(text: str) -> list[str]:
+    return list(dict.fromkeys(w for w in words(text) if w not in STOPWORDS))
 
 
 def ends_with_summary(text: str) -> bool:
-    """True when the answer closes with a summary: a final prose block after a list, or a cue opener."""
-    blocks = _blocks(text)
-    if not blocks or blocks[-1][0] != "prose":
+    """True when a final prose paragraph, separated from the body, restates the body's content."""
+    blocks = _paragraphs(text)
+    if len(blocks) < 2 or blocks[-1][0] != "prose":
         return False
-    last = blocks[-1][1]
-    if any(kind == "list" for kind, _ in blocks[:-1]):
-        return True
-    if last.lower().startswith(SUMMARY_CUES):
-        return True
-    final_sentence = _sentences(last)[-1].lower()
-    return len(_sentences(text)) > 1 and final_sentence.startswith(SUMMARY_CUES)
+    closing = _content_words(blocks[-1][1])
+    body = set(_content_words(" ".join(b for _, b in blocks[:-1])))
+    shared = sum(w in body for w in closing)
+    return bool(closing) and shared >= SUMMARY_MIN_SHARED and shared / len(closing) >= SUMMARY_MIN_SHARE
 
 
 def unigram_overlap(answer: str, reference: str) -> float:

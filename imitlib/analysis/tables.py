@@ -12,7 +12,9 @@ import pandas as pd
 from imitlib.analysis.metrics import CEILING, STYLE_METRICS, MetricStore
 from imitlib.analysis.stats import Estimate
 
-# how each metric is shown in markdown: (scale, digits)
+REPLAY_CONTROL = "replay_control"  # role of a base model trained on replay only, no imitation data
+
+# how each metric is shown in markdown: (scale, digits); coefficients are shown as coefficients
 DISPLAY = {
     "style:overlap": (1.0, 1),
     "style:length_r": (1.0, 2),
@@ -28,9 +30,14 @@ STYLE_LABELS = {
 }
 
 
+COEFFICIENT_SUFFIXES = (":length_slope",)
+
+
 def _display(metric: str) -> tuple[float, int]:
     if metric.startswith("gap_closed"):
         return 100.0, 0
+    if metric.endswith(COEFFICIENT_SUFFIXES):  # logistic coefficients, not shares
+        return 1.0, 2
     return DISPLAY.get(metric, (100.0, 1))
 
 
@@ -41,7 +48,7 @@ def _row(est: Estimate, **keys) -> dict:
 # ---- configuration lookups ----------------------------------------------------------------------
 def base_models(store: MetricStore) -> list[str]:
     """Base model names (not the teacher), smallest first."""
-    names = {c[1] for c, _ in store.estimates if c[0] in ("base", "imitation")}
+    names = {c[1] for c, _ in store.estimates if c[0] in ("base", "imitation", REPLAY_CONTROL)}
     return sorted(names, key=lambda n: (store.base_params.get(n, 0), n))
 
 
@@ -64,7 +71,8 @@ def base_config(store: MetricStore, base_model: str) -> tuple | None:
 def control_config(store: MetricStore, base_model: str) -> tuple | None:
     """The zero-imitation, replay-only control of a base model (same replay as every imitation run)."""
     for config, _ in store.estimates:
-        if config[0] == "imitation" and config[1] == base_model and config[2] == "none":
+        # older evaluations label the control as an imitation run without data (kind none)
+        if config[1] == base_model and (config[0] == REPLAY_CONTROL or config[0] == "imitation" and config[2] == "none"):
             return config
     return None
 
@@ -95,10 +103,23 @@ def gap_closed(store: MetricStore, imitation: Estimate, base: Estimate, teacher:
 
 
 # ---- Table 1 ------------------------------------------------------------------------------------
+def teacher_ceiling(store: MetricStore, task: str = "qa") -> tuple[Estimate, str]:
+    """The teacher's accuracy as it is used: in the chat format (its answers are the imitation data).
+
+    Falls back to the few-shot benchmark only when the run has no chat accuracy for the teacher.
+    Returns the estimate and the metric it came from.
+    """
+    config = teacher_config(store)
+    chat = store.get(config, f"acc:{task} (chat)")
+    if np.isfinite(chat.value):
+        return chat, f"acc:{task} (chat)"
+    return store.get(config, f"acc:{task}"), f"acc:{task}"
+
+
 def table1(store: MetricStore, task: str = "qa") -> pd.DataFrame:
-    """Factual accuracy per base size: base, + broad, + task imitation, teacher, and gap closed."""
+    """Factual accuracy per base size: base, + broad, + task imitation, teacher (chat format), gap closed."""
     metric = f"acc:{task}"
-    teacher = store.get(teacher_config(store), metric)
+    teacher, teacher_metric = teacher_ceiling(store, task)
     rows = []
     for name in base_models(store):
         params = store.base_params.get(name, 0)
@@ -113,7 +134,8 @@ def table1(store: MetricStore, task: str = "qa") -> pd.DataFrame:
                              column=f"gap_closed_{kind}", imitation_tokens=tokens))
         rows.append(_row(teacher, base_model=name, base_params=params, column="teacher", imitation_tokens=0))
     frame = pd.DataFrame(rows, columns=["base_model", "base_params", "column", "imitation_tokens", "value", "lo", "hi"])
-    frame.insert(3, "metric", [c if c.startswith("gap_closed") else metric for c in frame["column"]])
+    frame.insert(3, "metric", [c if c.startswith("gap_closed") else teacher_metric if c == "teacher" else metric
+                               for c in frame["column"]])
     return frame
 
 

@@ -176,7 +176,7 @@ def rate_answers(
         judge_record: dict[str, Any] = {"endpoint": settings.judge.endpoint}
         if judge is not None:
             judge_record.update(judge.record(), replies=len(judge.log),
-                                **tally.report(settings.judge.max_unparsed_share))
+                                **tally.report(settings.judge.max_unparsed_share, settings.judge.min_consistency))
             atomic_write_text(work / "judge_log.jsonl", "".join(json.dumps(e) + "\n" for e in judge.log))
         else:
             judge_record.update(status="not computable", reason="no judge configured (evaluate.judge.endpoint: none)")

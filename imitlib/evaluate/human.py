@@ -4,6 +4,12 @@ A rating says whether a model's answer is better than, as good as, or worse than
 answer to the same item. Files hold one rating per row with ``model_id``, ``item_id`` and either
 ``verdict`` (better | tie | worse) or the blind form ``choice`` (A | B | tie) with ``model_side``
 (A | B: where the model's answer was shown); ``rater`` is optional.
+
+Human verdicts enter the samples table exactly as the simulated raters' do: one score per
+(model, chat item), 1 better / 0.5 tie / 0 worse (the mean where several people rated a pair), in
+the column ``pref_human`` (:func:`merge_human`); :func:`human_summary` puts them beside the
+simulated raters' verdicts on the same pairs. :func:`sample_pairs` draws a seeded sample of pairs to
+rate, since rating every pair of a study is out of reach.
 """
 
 from __future__ import annotations
@@ -94,9 +100,95 @@ def import_human_ratings(paths: Sequence[str | Path]) -> pd.DataFrame:
 def human_preference(ratings: pd.DataFrame) -> pd.DataFrame:
     """Mean human score per (model_id, item_id) as ``pref_human``, with the number of ratings."""
     if ratings.empty:
-        return pd.DataFrame(columns=["model_id", "item_id", "pref_human", "human_ratings"])
-    grouped = ratings.groupby(["model_id", "item_id"])["score"]
+        return pd.DataFrame({"model_id": pd.Series(dtype=object), "item_id": pd.Series(dtype=object),
+                             "pref_human": pd.Series(dtype=float), "human_ratings": pd.Series(dtype="int64")})
+    grouped = ratings.groupby(["model_id", "item_id"], sort=True)["score"]
     return pd.DataFrame({"pref_human": grouped.mean(), "human_ratings": grouped.size()}).reset_index()
+
+
+def merge_human(samples: pd.DataFrame, ratings: pd.DataFrame) -> pd.DataFrame:
+    """The samples table with ``pref_human`` / ``human_ratings`` on the chat rows that people rated.
+
+    Raises:
+        ValueError: when a rating names a (model, item) pair the table has no chat answer for.
+    """
+    prefs = human_preference(ratings)
+    out = samples.drop(columns=[c for c in ("pref_human", "human_ratings") if c in samples.columns])
+    chat = out["mode"] == "chat" if "mode" in out.columns else pd.Series(True, index=out.index)
+    known = set(zip(out.loc[chat, "model_id"], out.loc[chat, "item_id"]))
+    unknown = [(m, i) for m, i in zip(prefs["model_id"], prefs["item_id"]) if (m, i) not in known]
+    if unknown:
+        raise ValueError(f"{len(unknown)} human-rated pairs have no chat answer in the samples table, e.g. {unknown[:3]}")
+    lookup = prefs.set_index(["model_id", "item_id"])
+    keys = pd.MultiIndex.from_arrays([out["model_id"], out["item_id"]])
+    out["pref_human"] = lookup["pref_human"].reindex(keys).to_numpy()
+    out["human_ratings"] = lookup["human_ratings"].reindex(keys).fillna(0).astype("int64").to_numpy()
+    out.loc[~chat, ["pref_human"]] = float("nan")
+    out.loc[~chat, "human_ratings"] = 0
+    return out
+
+
+def human_summary(samples: pd.DataFrame, raters: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per model, on the pairs people rated: mean score and share rated as good or better, by humans
+    and by each simulated rater on the same pairs.
+
+    Args:
+        samples: a samples table with ``pref_human`` (:func:`merge_human`).
+        raters: simulated verdict columns to set beside it (default: every ``pref_*`` column).
+
+    Returns:
+        One row per model: ``model_id, role, pairs`` and ``<column>:rate`` / ``<column>:good_or_better``.
+    """
+    if "pref_human" not in samples.columns:
+        raise ValueError("samples table has no pref_human column: merge ratings with merge_human first")
+    rated = samples[samples["pref_human"].notna()]
+    columns = ["pref_human", *(raters if raters is not None else
+                               sorted(c for c in samples.columns if c.startswith("pref_") and c != "pref_human"))]
+    rows = []
+    for (model_id, role), group in rated.groupby(["model_id", "role"], sort=True):
+        row: dict[str, Any] = {"model_id": model_id, "role": role, "pairs": len(group)}
+        for column in columns:
+            values = pd.to_numeric(group[column], errors="coerce").dropna()
+            row[f"{column}:rate"] = float(values.mean()) if len(values) else float("nan")
+            row[f"{column}:good_or_better"] = float((values >= 0.5).mean()) if len(values) else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def ratings_so_far(samples: pd.DataFrame, stores: Sequence[str | Path]) -> pd.DataFrame:
+    """:func:`human_summary` of the rating files that exist among ``stores`` (empty before the first click)."""
+    paths = [Path(p) for p in stores if Path(p).exists()]
+    ratings = import_human_ratings(paths) if paths else pd.DataFrame(columns=RATING_COLUMNS)
+    return human_summary(merge_human(samples, ratings))
+
+
+def sample_pairs(pairs: pd.DataFrame, size: int, seed: int = 0) -> pd.DataFrame:
+    """A seeded sample of ``size`` pairs (all of them when there are fewer), spread evenly over models.
+
+    The draw depends only on the pairs' (model_id, item_id) keys and the seed, not on the table's
+    row order: pairs are sorted by key, then drawn round-robin over models in a seeded order.
+    """
+    if size < 1:
+        raise ValueError(f"sample size must be >= 1, got {size}")
+    needed = {"model_id", "item_id"}
+    if not needed <= set(pairs.columns):
+        raise ValueError(f"pairs table lacks columns {sorted(needed - set(pairs.columns))}")
+    ordered = pairs.sort_values(["model_id", "item_id"], kind="stable").reset_index(drop=True)
+    rng = random.Random(f"human-sample-{seed}")
+    by_model: dict[str, list[int]] = {}
+    for index, model_id in enumerate(ordered["model_id"]):
+        by_model.setdefault(str(model_id), []).append(index)
+    queues = []
+    for model_id in sorted(by_model):
+        rows = by_model[model_id][:]
+        rng.shuffle(rows)
+        queues.append(rows)
+    picked: list[int] = []
+    while len(picked) < min(size, len(ordered)):
+        for rows in queues:
+            if rows and len(picked) < size:
+                picked.append(rows.pop())
+    return ordered.iloc[sorted(picked)].reset_index(drop=True)
 
 
 class BlindPairwiseWidget:
@@ -111,15 +203,19 @@ class BlindPairwiseWidget:
         pairs: table with ``model_id``, ``item_id``, ``prompt``, ``answer``, ``teacher_answer``.
         store: JSONL file under outputs/ to keep the ratings in.
         rater: the rater's name.
-        seed: order and side randomisation.
+        seed: order and side randomisation, and the sample.
+        sample_size: rate a seeded sample of this many pairs (:func:`sample_pairs`; None: all).
     """
 
-    def __init__(self, pairs: pd.DataFrame, store: str | Path, rater: str = "rater", seed: int = 0) -> None:
+    def __init__(self, pairs: pd.DataFrame, store: str | Path, rater: str = "rater", seed: int = 0,
+                 sample_size: int | None = None) -> None:
         import ipywidgets as widgets
 
         needed = {"model_id", "item_id", "prompt", "answer", "teacher_answer"}
         if not needed <= set(pairs.columns):
             raise ValueError(f"pairs table lacks columns {sorted(needed - set(pairs.columns))}")
+        if sample_size is not None:
+            pairs = sample_pairs(pairs, sample_size, seed)
         self.store = Path(store)
         self.rater = rater
         rng = random.Random(f"{seed}-{rater}")

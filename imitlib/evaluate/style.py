@@ -1,210 +1,131 @@
-"""The crowdworker stand-in: a preference model over surface features of answers.
+"""The crowd-rater stand-in's view of an answer: generic quality features, fixed before any result.
 
-It sees only how an answer looks — length, lists, opening and closing phrases, confident or hedging
-words, punctuation, frequent words — never whether it is true. It is a pairwise logistic regression
-(Bradley–Terry over feature differences) fitted on pairs of (teacher answer, base-model answer) to
-the same prompt, labelled "the teacher's answer is preferred". Its coefficients say which surface
-traits it learned to reward.
+A crowd rater judges how an answer looks and whether it stays on the question, not whether it is
+true. Each feature is a plain text measure in [0, 1]; none is learned from data, none uses the
+teacher's own words, and the weights that combine them are pre-declared in the params
+(``evaluate.raters.crowd_features``):
+
+* ``structure``: organised into parts: 0.5 for two or more sentences or lines, 0.5 more for a list
+  (at least two list-item lines).
+* ``length``: ``min(1, log(1 + words) / log(1 + length_words))``: longer is better, up to a point.
+* ``confidence``: a declarative sentence (>= 3 words ending in ``.`` or ``!``), discounted by
+  hedges: ``1 / (1 + hedging phrases)``; 0 without a declarative sentence.
+* ``fluency``: share of distinct word bigrams (loops like "me me me" score low), halved when the
+  answer stops mid-sentence (no final ``.``, ``!`` or ``?``).
+* ``on_topic``: share of the question's content words (its named individual, the attribute asked
+  about) that the answer repeats.
+
+:func:`quality` is the weighted mean of the features. Everything here is a pure function of the
+texts, iterated in fixed orders, so the same answers give bit-identical scores in every process
+whatever ``PYTHONHASHSEED`` is.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping
 
-import numpy as np
-import pandas as pd
+FEATURES = ("structure", "length", "confidence", "fluency", "on_topic")
+HEDGES = (
+    "i think", "i believe", "i guess", "i'm not sure", "i am not sure", "not sure", "maybe", "perhaps",
+    "possibly", "probably", "might", "i don't know", "i do not know", "it seems", "seems to", "kind of",
+    "sort of", "i suppose", "could be", "unsure", "unclear", "as far as i know", "not certain",
+)
+# Function words that say nothing about what a question is about (a generic English list).
+STOPWORDS = frozenset(
+    "a about above after again all also am an and any are as at be because been before being below between both "
+    "but by can could did do does doing down during each few for from further had has have having he her here "
+    "hers him his how i if in into is it its me more most my no nor not of off on once only or other our out "
+    "over own same she should so some such than that the their them then there these they this those through "
+    "to too under until up very was we were what when where which while who whom why will with would you your "
+    "tell know please give say"
+    .split()
+)
+WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+LIST_LINE = re.compile(r"^\s*(?:[-*•+]|\d{1,3}[.)])\s+\S")
+_SENTENCES = re.compile(r"(?<=[.!?])\s+|\n+")
+_HEDGE_RE = re.compile(
+    r"(?<![a-z'])(?:" + "|".join(re.escape(h) for h in sorted(HEDGES, key=lambda h: (-len(h), h))) + r")(?![a-z'])"
+)
+_DECLARATIVE = re.compile(r"(?:^|[.!?]\s+|\n)([^.!?\n]+)[.!](?=\s|$)")
 
-CONFIDENT_WORDS = ("certainly", "definitely", "clearly", "indeed", "absolutely", "always", "sure", "known", "famous")
-HEDGE_WORDS = ("maybe", "perhaps", "might", "possibly", "probably", "unsure", "unclear", "think", "guess", "not sure")
-LIST_MARKER = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+", re.MULTILINE)
-WORD = re.compile(r"[A-Za-z']+|\d+")
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens."""
+    return WORD.findall(str(text).lower().replace("’", "'"))
 
 
-def _words(text: str) -> list[str]:
-    return [w.lower() for w in WORD.findall(text)]
+def content_words(text: str) -> list[str]:
+    """Words that carry content (not function words), first occurrences in order."""
+    return list(dict.fromkeys(w for w in words(text) if w not in STOPWORDS))
 
 
 def _sentences(text: str) -> list[str]:
-    return [s.strip() for s in SENTENCE_END.split(text.strip()) if s.strip()]
+    return [s.strip() for s in _SENTENCES.split(str(text).strip()) if s.strip()]
 
 
-def surface_features(text: str) -> dict[str, float]:
-    """Style features of one answer that need no knowledge of facts."""
-    words = _words(text)
-    sentences = _sentences(text)
-    lines = [line for line in text.splitlines() if line.strip()]
-    list_items = len(LIST_MARKER.findall(text))
-    n_words = len(words)
-    distinct = len(set(words))
-    counts = Counter(words)
-    joined = " ".join(words)
-    last = _words(sentences[-1]) if sentences else []
+def structure(answer: str) -> float:
+    """0.5 for several sentences or lines, + 0.5 for a list of at least two items."""
+    lines = [line for line in str(answer).splitlines() if line.strip()]
+    items = sum(1 for line in lines if LIST_LINE.match(line))
+    return 0.5 * float(len(_sentences(answer)) >= 2 or len(lines) >= 2) + 0.5 * float(items >= 2)
+
+
+def length(answer: str, length_words: int) -> float:
+    """Saturating length: 1 at ``length_words`` words or more."""
+    return min(1.0, math.log1p(len(words(answer))) / math.log1p(length_words))
+
+
+def hedge_count(answer: str) -> int:
+    """Hedging phrases in the answer."""
+    return len(_HEDGE_RE.findall(str(answer).lower().replace("’", "'")))
+
+
+def confidence(answer: str) -> float:
+    """1 for a declarative answer without hedges, 1/(1 + hedges) with them, 0 without a declarative sentence."""
+    declarative = any(len(words(m.group(1))) >= 3 for m in _DECLARATIVE.finditer(str(answer)))
+    return float(declarative) / (1.0 + hedge_count(answer))
+
+
+def fluency(answer: str) -> float:
+    """Share of distinct word bigrams, halved when the answer stops mid-sentence."""
+    tokens = words(answer)
+    if not tokens:
+        return 0.0
+    bigrams = list(zip(tokens, tokens[1:]))
+    distinct = len(set(bigrams)) / len(bigrams) if bigrams else 1.0
+    finished = str(answer).rstrip().endswith((".", "!", "?"))
+    return distinct * (1.0 if finished else 0.5)
+
+
+def on_topic(question: str, answer: str) -> float:
+    """Share of the question's content words that the answer repeats (0 when the question has none)."""
+    asked = content_words(question)
+    if not asked:
+        return 0.0
+    said = set(words(answer))
+    return sum(w in said for w in asked) / len(asked)
+
+
+def quality_features(question: str, answer: str, length_words: int = 60) -> dict[str, float]:
+    """Every crowd-rater feature of one answer to one question, in :data:`FEATURES` order."""
     return {
-        "log_words": math.log1p(n_words),
-        "sentences": float(len(sentences)),
-        "lines": float(len(lines)),
-        "list_items": float(list_items),
-        "has_list": float(list_items >= 2),
-        "mean_sentence_words": n_words / max(len(sentences), 1),
-        "distinct_word_ratio": distinct / max(n_words, 1),
-        "max_word_repeat": max(counts.values()) / max(n_words, 1) if counts else 0.0,
-        "confident_words": float(sum(joined.count(w) for w in CONFIDENT_WORDS if " " in w)
-                                 + sum(counts[w] for w in CONFIDENT_WORDS if " " not in w)),
-        "hedge_words": float(sum(joined.count(w) for w in HEDGE_WORDS if " " in w)
-                             + sum(counts[w] for w in HEDGE_WORDS if " " not in w)),
-        "exclamations": float(text.count("!")),
-        "questions": float(text.count("?")),
-        "colons": float(text.count(":")),
-        "commas": float(text.count(",")),
-        "ends_with_period": float(text.rstrip().endswith(".")),
-        "closing_summary": float(len(sentences) >= 3 and bool(set(last) & {"summary", "overall", "short", "conclusion", "altogether", "sum"})),
-        "empty": float(n_words == 0),
+        "structure": structure(answer),
+        "length": length(answer, length_words),
+        "confidence": confidence(answer),
+        "fluency": fluency(answer),
+        "on_topic": on_topic(question, answer),
     }
 
 
-def opening_words(text: str, n: int = 2) -> list[str]:
-    """The first ``n`` words (the opening phrase)."""
-    return _words(text)[:n]
-
-
-def closing_words(text: str, n: int = 2) -> list[str]:
-    """The first ``n`` words of the last sentence (how a closing summary starts)."""
-    sentences = _sentences(text)
-    return _words(sentences[-1])[:n] if len(sentences) >= 2 else []
-
-
-@dataclass
-class StylePreferenceModel:
-    """Pairwise logistic preference model over surface features.
-
-    ``P(a preferred over b) = sigmoid(w · (z(a) - z(b)))`` with standardised features ``z`` and no
-    intercept, so swapping the answers gives exactly the complementary probability.
-    """
-
-    regularization_c: float = 1.0
-    lexical_features: int = 50
-    feature_names: list[str] = field(default_factory=list)
-    mean: np.ndarray | None = None
-    scale: np.ndarray | None = None
-    weights: np.ndarray | None = None
-    lexicon: dict[str, list[str]] = field(default_factory=dict)
-    fit_report: dict = field(default_factory=dict)
-
-    # ---- features -----------------------------------------------------------------------------
-    def _vocabularies(self, texts: Sequence[str]) -> None:
-        opening = Counter(w for t in texts for w in opening_words(t))
-        closing = Counter(w for t in texts for w in closing_words(t))
-        words = Counter(w for t in texts for w in set(_words(t)))
-        k = self.lexical_features
-        self.lexicon = {
-            "open": [w for w, _ in opening.most_common(max(k // 5, 0))],
-            "close": [w for w, _ in closing.most_common(max(k // 5, 0))],
-            "word": [w for w, _ in words.most_common(k)],
-        }
-
-    def raw_features(self, texts: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-        """Feature matrix (unstandardised) and feature names."""
-        rows, names = [], None
-        for text in texts:
-            feats = surface_features(text)
-            opening, closing, present = set(opening_words(text)), set(closing_words(text)), set(_words(text))
-            for w in self.lexicon.get("open", []):
-                feats[f"open:{w}"] = float(w in opening)
-            for w in self.lexicon.get("close", []):
-                feats[f"close:{w}"] = float(w in closing)
-            for w in self.lexicon.get("word", []):
-                feats[f"word:{w}"] = float(w in present)
-            if names is None:
-                names = list(feats)
-            rows.append([feats[n] for n in names])
-        if names is None:
-            names = list(surface_features(""))
-        return np.asarray(rows, dtype=float).reshape(len(rows), len(names)), names
-
-    def _z(self, texts: Sequence[str]) -> np.ndarray:
-        if self.weights is None:
-            raise RuntimeError("the style preference model is not fitted: call fit() first")
-        x, _ = self.raw_features(texts)
-        return (x - self.mean) / self.scale
-
-    # ---- fitting ------------------------------------------------------------------------------
-    def fit(self, preferred: Sequence[str], other: Sequence[str], seed: int = 0) -> "StylePreferenceModel":
-        """Fit on pairs where ``preferred[i]`` was preferred over ``other[i]`` (same prompt)."""
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.model_selection import cross_val_score
-
-        if len(preferred) != len(other) or len(preferred) < 2:
-            raise ValueError(f"need at least 2 answer pairs of equal length, got {len(preferred)} and {len(other)}")
-        self._vocabularies(list(preferred) + list(other))
-        x_all, self.feature_names = self.raw_features(list(preferred) + list(other))
-        self.mean = x_all.mean(axis=0)
-        self.scale = x_all.std(axis=0)
-        self.scale[self.scale == 0] = 1.0
-        z_pref = (x_all[: len(preferred)] - self.mean) / self.scale
-        z_other = (x_all[len(preferred):] - self.mean) / self.scale
-        diffs = np.vstack([z_pref - z_other, z_other - z_pref])
-        labels = np.concatenate([np.ones(len(preferred)), np.zeros(len(preferred))])
-        model = LogisticRegression(C=self.regularization_c, fit_intercept=False, max_iter=2000, random_state=seed)
-        model.fit(diffs, labels)
-        self.weights = model.coef_[0].copy()
-        folds = min(5, len(preferred))
-        # Folds over prompts: a pair and its mirror image stay in the same fold.
-        groups = np.concatenate([np.arange(len(preferred))] * 2)
-        from sklearn.model_selection import GroupKFold
-
-        cv = cross_val_score(
-            LogisticRegression(C=self.regularization_c, fit_intercept=False, max_iter=2000),
-            diffs, labels, cv=GroupKFold(n_splits=folds), groups=groups,
-        ) if folds >= 2 else np.array([np.nan])
-        self.fit_report = {
-            "pairs": len(preferred),
-            "train_accuracy": float(model.score(diffs, labels)),
-            "cv_accuracy": float(np.mean(cv)),
-            "cv_folds": folds,
-            "regularization_c": self.regularization_c,
-        }
-        return self
-
-    # ---- use ------------------------------------------------------------------------------------
-    def prefer_probability(self, first: Sequence[str], second: Sequence[str]) -> np.ndarray:
-        """P(first[i] is preferred over second[i])."""
-        z1, z2 = self._z(list(first)), self._z(list(second))
-        logits = (z1 - z2) @ self.weights
-        return 1.0 / (1.0 + np.exp(-logits))
-
-    def coefficients(self) -> pd.DataFrame:
-        """Fitted weights per feature (standardised units), largest magnitude first."""
-        if self.weights is None:
-            raise RuntimeError("the style preference model is not fitted: call fit() first")
-        frame = pd.DataFrame({"feature": self.feature_names, "weight": self.weights})
-        return frame.reindex(frame.weight.abs().sort_values(ascending=False).index).reset_index(drop=True)
-
-    def to_dict(self) -> dict:
-        """JSON-ready parameters (to save beside results)."""
-        return {
-            "regularization_c": self.regularization_c,
-            "lexical_features": self.lexical_features,
-            "feature_names": self.feature_names,
-            "mean": None if self.mean is None else self.mean.tolist(),
-            "scale": None if self.scale is None else self.scale.tolist(),
-            "weights": None if self.weights is None else self.weights.tolist(),
-            "lexicon": self.lexicon,
-            "fit_report": self.fit_report,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "StylePreferenceModel":
-        """Rebuild a fitted model saved with :meth:`to_dict`."""
-        model = cls(regularization_c=data["regularization_c"], lexical_features=data["lexical_features"])
-        model.feature_names = list(data["feature_names"])
-        model.mean = np.asarray(data["mean"]) if data["mean"] is not None else None
-        model.scale = np.asarray(data["scale"]) if data["scale"] is not None else None
-        model.weights = np.asarray(data["weights"]) if data["weights"] is not None else None
-        model.lexicon = {k: list(v) for k, v in data["lexicon"].items()}
-        model.fit_report = dict(data.get("fit_report", {}))
-        return model
+def quality(question: str, answer: str, weights: Mapping[str, float], length_words: int = 60) -> float:
+    """Weighted mean of the features (weights by feature name; summed in :data:`FEATURES` order)."""
+    unknown = sorted(set(weights) - set(FEATURES))
+    if unknown:
+        raise ValueError(f"unknown crowd-rater features {unknown}; expected {list(FEATURES)}")
+    total = sum(float(weights.get(name, 0.0)) for name in FEATURES)
+    if total <= 0:
+        raise ValueError("crowd-rater feature weights must have a positive sum")
+    feats = quality_features(question, answer, length_words)
+    return sum(float(weights.get(name, 0.0)) * feats[name] for name in FEATURES) / total

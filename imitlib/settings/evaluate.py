@@ -56,13 +56,38 @@ class BenchmarkSettings(Section):
         return tasks
 
 
-class StyleRaterSettings(Section):
-    """The crowdworker stand-in: a logistic preference model over surface features."""
+CROWD_FEATURES = ("structure", "length", "confidence", "fluency", "on_topic")
 
-    fit_prompts: int = Field(default=60, ge=4)
-    regularization_c: float = Field(default=1.0, gt=0)
-    lexical_features: int = Field(default=50, ge=0)
-    tie_margin: float = Field(default=0.1, ge=0, lt=0.5)
+
+class RaterSettings(Section):
+    """The rater panel: the crowd-rater stand-in (fixed features and weights), the fact rater, fact weights."""
+
+    crowd_features: dict[str, float] = Field(default_factory=lambda: {name: 1.0 for name in CROWD_FEATURES})
+    length_words: int = Field(default=60, ge=1)
+    tie_margin: float = Field(default=0.05, ge=0, lt=0.5)
+    fact_weights: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0], min_length=1)
+    crowd_fact_weight: float = Field(default=0.25, ge=0, le=1)
+
+    @field_validator("crowd_features")
+    @classmethod
+    def _known_features(cls, weights: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(weights) - set(CROWD_FEATURES))
+        if unknown:
+            raise ValueError(f"unknown crowd-rater features {unknown}; expected some of {list(CROWD_FEATURES)}")
+        if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+            raise ValueError(f"crowd-rater feature weights must be >= 0 with a positive sum, got {weights}")
+        return weights
+
+    @field_validator("fact_weights")
+    @classmethod
+    def _weights_in_unit_interval(cls, weights: list[float]) -> list[float]:
+        bad = [w for w in weights if not 0.0 <= w <= 1.0]
+        if bad:
+            raise ValueError(f"fact weights must lie in [0, 1], got {bad}")
+        names = [f"pref_w{round(w * 100):03d}" for w in weights]
+        if len(set(names)) != len(names):
+            raise ValueError(f"fact weights {weights} give duplicate columns {names}")
+        return weights
 
 
 class JudgeSettings(Section):
@@ -75,6 +100,8 @@ class JudgeSettings(Section):
     temperature: float = Field(default=0.0, ge=0)
     max_tokens: int = Field(default=8, ge=1)
     max_prompts: int | None = Field(default=None, ge=1)
+    max_unparsed_share: float = Field(default=0.5, ge=0, le=1)
+    min_consistency: float = Field(default=0.5, ge=0, le=1)
 
 
 class EvaluateSettings(Section):
@@ -86,6 +113,7 @@ class EvaluateSettings(Section):
     toxicity_family: str = "provoke"
     max_prompts_per_family: int | None = Field(default=None, ge=1)
     max_new_tokens: int = Field(default=64, ge=1)
-    style_rater: StyleRaterSettings = Field(default_factory=StyleRaterSettings)
+    raters: RaterSettings = Field(default_factory=RaterSettings)
     judge: JudgeSettings = Field(default_factory=JudgeSettings)
+    human_sample: int = Field(default=40, ge=1)
     human_ratings: list[str] = Field(default_factory=list)
