@@ -336,9 +336,30 @@ def load(
         cfg = Config.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, origin)) from None
+    _check_benchmark_backend(cfg, origin)
     if check_files:
         _check_input_files(cfg, origin)
     return cfg
+
+
+def _check_benchmark_backend(cfg: Config, origin: dict[tuple, str]) -> None:
+    """lm-eval's vllm backend needs a GPU and, for LoRA students, a large enough ``max_lora_rank``
+    (keys of two sections, so checked here); else ConfigError naming the file and line."""
+    bench = cfg.evaluate.benchmarks
+    if bench.vllm_args and bench.backend != "vllm":
+        raise ConfigError(f"{_where(origin, ('evaluate', 'benchmarks', 'vllm_args'))}: evaluate.benchmarks.vllm_args "
+                          f"are given but evaluate.benchmarks.backend is {bench.backend!r} (set it to vllm)")
+    if bench.backend != "vllm":
+        return
+    loc = ("evaluate", "benchmarks", "backend")
+    if cfg.run.device == "cpu":
+        raise ConfigError(f"{_where(origin, loc)}: evaluate.benchmarks.backend: 'vllm' runs on GPUs only, but "
+                          f"run.device is 'cpu' ({_where(origin, ('run', 'device'))}); use run.device auto or cuda "
+                          "on a GPU machine, or backend hf")
+    rank = bench.vllm_args.get("max_lora_rank", 16)  # lm-eval's VLLM default
+    if cfg.train.method == "lora" and (not isinstance(rank, int) or cfg.train.lora_r > rank):
+        raise ConfigError(f"{_where(origin, loc)}: evaluate.benchmarks.vllm_args.max_lora_rank ({rank!r}) must be an "
+                          f"integer of at least train.lora_r ({cfg.train.lora_r}) for vllm to load the LoRA students")
 
 
 def _check_known_keys(data: dict, base: dict, source: str | Path, prefix: tuple = ()) -> None:

@@ -124,7 +124,8 @@ def answer_model(entry: ModelEntry, items: dict[str, Sequence[dict]], teacher_an
         out = work / "lm_eval"
         results = run_benchmarks(entry.path, tasks, out, include_path=work / "lm_eval_tasks",
                                  batch_size=settings.batch_size, device=device, limit=settings.benchmarks.limit,
-                                 seed=settings.benchmarks.fewshot_seed)
+                                 seed=settings.benchmarks.fewshot_seed, backend=settings.benchmarks.backend,
+                                 backend_args=settings.benchmarks.vllm_args)
         scores, per_sample = benchmark_scores(results), benchmark_samples(out)
         for frame in (scores, per_sample):
             for key, value in entry.columns().items():

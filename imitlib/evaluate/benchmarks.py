@@ -132,15 +132,40 @@ def _code_task(folder: Path, config: dict[str, Any], code_settings: Any) -> str:
     return text + f"process_results: !function {CODE_HOOK_MODULE}.process_results\n"
 
 
-def model_args_for(model_dir: str | Path, dtype: str = "float32") -> str:
-    """lm-eval ``model_args`` for a model folder; a LoRA adapter folder loads its base with ``peft=``."""
+def model_args_for(model_dir: str | Path, dtype: str = "float32", backend: str = "hf",
+                   extra: dict[str, Any] | None = None) -> str:
+    """lm-eval ``model_args`` for a model folder; a LoRA adapter folder loads its base with ``peft=``
+    (backend ``hf``) or ``lora_local_path=`` (backend ``vllm``, whose dtype is ``auto`` unless ``extra``
+    sets one). ``extra`` (``evaluate.benchmarks.vllm_args``) is appended in key order."""
     model_dir = Path(model_dir)
+    extra = dict(extra or {})
+    if backend == "vllm":
+        dtype = str(extra.pop("dtype", "auto"))
+    elif extra:
+        raise ValueError(f"extra model_args are for the vllm backend only, got {sorted(extra)} with {backend!r}")
     adapter = model_dir / "adapter_config.json"
     if adapter.exists():
         base = json.loads(adapter.read_text())["base_model_name_or_path"]
         tokenizer = model_dir if (model_dir / "tokenizer_config.json").exists() else base
-        return f"pretrained={base},peft={model_dir},tokenizer={tokenizer},dtype={dtype}"
-    return f"pretrained={model_dir},dtype={dtype}"
+        load = "lora_local_path" if backend == "vllm" else "peft"
+        args = f"pretrained={base},{load}={model_dir},tokenizer={tokenizer},dtype={dtype}"
+    else:
+        args = f"pretrained={model_dir},dtype={dtype}"
+    return args + "".join(f",{key}={extra[key]}" for key in sorted(extra))
+
+
+def require_vllm() -> None:
+    """lm-eval's vllm backend can run here: the ``vllm`` package and a CUDA GPU (else RuntimeError)."""
+    import importlib.util
+
+    import torch
+
+    if importlib.util.find_spec("vllm") is None:
+        raise RuntimeError("evaluate.benchmarks.backend 'vllm' needs the vllm package (pip install vllm, on a CUDA "
+                           "machine; it is not among the pinned dependencies); or use backend hf")
+    if not torch.cuda.is_available():
+        raise RuntimeError("evaluate.benchmarks.backend 'vllm' runs on CUDA GPUs only, and none is visible; "
+                           "use backend hf")
 
 
 def run_benchmarks(
@@ -152,6 +177,8 @@ def run_benchmarks(
     device: str = "cpu",
     limit: int | None = None,
     seed: int = 1234,
+    backend: str = "hf",
+    backend_args: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate one model with lm-eval and save ``results.json`` and ``samples_<task>.jsonl``.
 
@@ -164,6 +191,8 @@ def run_benchmarks(
         device: torch device string.
         limit: items per task (None: all).
         seed: lm-eval's random and few-shot seeds.
+        backend: lm-eval's model backend, ``hf`` or ``vllm`` (checked with :func:`require_vllm` first).
+        backend_args: extra model_args of the vllm backend (``evaluate.benchmarks.vllm_args``).
 
     Returns:
         The results JSON (without samples).
@@ -172,6 +201,8 @@ def run_benchmarks(
     from lm_eval.tasks import TaskManager
     from lm_eval.utils import handle_non_serializable
 
+    if backend == "vllm":
+        require_vllm()
     out_dir = Path(out_dir)
     world_only = all(name.startswith(TASK_PREFIX) for name in tasks)
     # Indexing lm-eval's thousands of built-in task files is slow; skip it when none is asked for.
@@ -185,7 +216,8 @@ def run_benchmarks(
     samples: dict[str, list] = {}
     for shots, names in by_shots.items():
         output = lm_eval.simple_evaluate(
-            model="hf", model_args=model_args_for(model_dir), tasks=names, num_fewshot=shots,
+            model=backend, model_args=model_args_for(model_dir, backend=backend, extra=backend_args),
+            tasks=names, num_fewshot=shots,
             batch_size=batch_size, device=device, limit=limit, log_samples=True, task_manager=task_manager,
             random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
             # code benchmarks (humaneval) execute the model's programs; only lm-eval's own tasks do
@@ -196,6 +228,7 @@ def run_benchmarks(
         samples.update(output.get("samples", {}))
         merged["config"] = output.get("config", {})
     merged["model_dir"] = str(model_dir)
+    merged["backend"] = backend
     merged["batch_size"] = batch_size
     merged["device"] = device
     merged["limit"] = limit
