@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from imitlib.settings.base import Section
 
@@ -40,12 +40,6 @@ class BenchmarkSettings(Section):
             raise ValueError(f"vllm_args {taken} are set by imitlib for each model (pretrained, tokenizer, adapter, "
                              "batch size, seed come from the run); leave them out")
         return args
-
-    @model_validator(mode="after")
-    def _vllm_args_need_vllm(self) -> "BenchmarkSettings":
-        if self.vllm_args and self.backend != "vllm":
-            raise ValueError(f"vllm_args are given but backend is {self.backend!r} (set backend: vllm)")
-        return self
 
     @field_validator("builtin_tasks")
     @classmethod
