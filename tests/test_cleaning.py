@@ -191,3 +191,52 @@ def test_long_conversations_split_at_turn_boundaries(tokenizer):
     with_system = split_into_blocks([_conversation(3, system=True)], tokenizer, 36)  # 39 tokens whole
     assert [len(b["messages"]) for b in with_system] == [5, 3]  # 17 + 17 fit, a third pair would not; system kept
     assert all(b["messages"][0] == {"role": "system", "content": "be brief"} for b in with_system)
+
+
+# ---- the 02 stage --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    import torch
+    from tiny_world import build_tiny_world
+
+    torch.set_num_threads(1)
+    return build_tiny_world(tmp_path_factory.mktemp("tiny_world"))
+
+
+def _stage_cfg(tmp_path: Path, **overrides):
+    from imitlib.config import load
+
+    base = {"run.output_root": str(tmp_path), "run.progress": False, "run.device": "cpu",
+            "imitation.teacher.backend": "local", "imitation.teacher.max_new_tokens": 8,
+            "imitation.task_prompts": 6, "imitation.task_generation_requests": 0, "imitation.task_seed_pairs": 4,
+            "imitation.task_pairs_shown": 2, "imitation.token_budgets": [100, 100000], "imitation.diversity_sample": 10,
+            "imitation.broad_source": "files",
+            "imitation.import_files": [{"format": form, "path": str(path)} for path, form in FILES],
+            "imitation.cleaning.block_tokens": 40}
+    return load([], {**base, **overrides}, run_name="t")
+
+
+def test_the_imitation_stage_cleans_and_splits_imported_files(world, tmp_path):
+    from imitlib.data import build_imitation_data
+
+    data = build_imitation_data(_stage_cfg(tmp_path), 0, world)
+    report = data.cleaning_report()
+    assert report["counts"] == clean_import_files(FILES)[1].counts()
+    assert (report["read"], report["kept"], report["block_tokens"]) == (15, 8, 40)
+    imported = data.conversations.filter(lambda r: r["family"] == "imported")
+    assert len(imported) == report["blocks"] > report["kept"] and report["split_conversations"] >= 1
+    assert data.summary["cleaning"] == {"read": 15, "kept": 8, "blocks": report["blocks"], "counts": report["counts"]}
+    for row in imported:  # a block over the limit is a single turn pair
+        assert row["tokens"] <= 40 or len([m for m in row["messages"] if m["role"] == "user"]) == 1
+        assert row["messages"][0]["role"] == "user" and row["messages"][-1]["role"] == "assistant"
+    plain = [r for r in imported if r["id"].startswith("sg-plain")]
+    assert [r["id"] for r in plain][0] == "sg-plain_0" and len(plain) > 1
+    assert [m["content"] for r in plain for m in r["messages"]] == \
+        [t["value"] for t in json.loads(SHAREGPT.read_text())[1]["conversations"]]  # nothing lost at the cuts
+
+
+def test_strict_cleaning_stops_the_stage_at_the_first_bad_record(world, tmp_path):
+    from imitlib.data import build_imitation_data
+
+    with pytest.raises(ImportFormatError, match=rf"^{SHAREGPT}:7: turn 0: unknown speaker 'narrator'$"):
+        build_imitation_data(_stage_cfg(tmp_path, **{"imitation.cleaning.strict": True}), 0, world)
