@@ -1,26 +1,33 @@
-"""The miniature world's pieces: knowledge base, splits, corpus coverage, tokenizer, task items, style."""
+"""The miniature world's pieces: knowledge base, item sets, corpus coverage, tokenizer, task items, style."""
 
 from __future__ import annotations
 
 import random
 import re
+import statistics
 
 import pytest
 
 import imitlib.config
 from imitlib.chat import CHAT_TEMPLATE, render
 from imitlib.world import FAMILIES, make_kb, make_tasks, style_markers
-from imitlib.world.corpus import CorpusSampler, vocabulary_texts
-from imitlib.world.kb import ATTRIBUTES, SPLITS, build_kb
+from imitlib.world.corpus import QUESTION_TEMPLATES, TEMPLATE_ROLES, CorpusSampler, vocabulary_texts
+from imitlib.world.kb import ATTRIBUTES, build_kb
 from imitlib.world.stage import make_sampler
-from imitlib.world.style import has_teacher_style
-from imitlib.world.tasks import fact_answer_correct, teacher_response, teacher_tuning_conversations
+from imitlib.world.style import CLOSING_CUES, OPENINGS, has_teacher_style, marker_phrases, style_rates
+from imitlib.world.tasks import (fact_answer_correct, make_items, teacher_response, teacher_tuning_conversations,
+                                 teacher_tuning_data)
 from imitlib.world.tokenizer import decode_exact, train_tokenizer
 
 
 @pytest.fixture(scope="module")
 def settings():
     return imitlib.config.load(["params/default.yaml"]).world
+
+
+def _tuning(settings, seed):
+    kb = make_kb(settings, seed)
+    return kb, teacher_tuning_data(kb, settings.teacher_task_counts.model_dump(), seed, settings.teacher_qa_paraphrases)
 
 
 def test_kb_is_deterministic_per_seed(settings):
@@ -34,42 +41,82 @@ def test_kb_is_deterministic_per_seed(settings):
     assert not values & set(first.names)
 
 
-def test_splits_are_disjoint_and_tasks_respect_them(settings):
+def test_tuning_groups_are_stratified_and_cover_the_kb(settings):
+    kb = build_kb(3, 24, 30, 0.5, 0.5)
+    tuned, untuned = set(kb.names_in("tuning")), set(kb.names_in("untuned"))
+    assert len(tuned) == 12 and tuned | untuned == set(kb.names) and not tuned & untuned
+    ranked = sorted(kb.names, key=lambda n: -kb.popularity[n])
+    assert tuned & set(ranked[:6]) and tuned & set(ranked[-6:])  # both ends of the popularity range
+    assert set(make_kb(settings, 0).names_in("tuning")) == set(make_kb(settings, 0).names)  # default: every one
+
+
+def test_evaluation_and_pool_cover_every_individual_with_disjoint_prompts(settings):
     kb = make_kb(settings, 3)
-    imitation, heldout = set(kb.names_in("imitation")), set(kb.names_in("heldout"))
-    assert imitation and heldout and not imitation & heldout
-    assert imitation | heldout == set(kb.names)
     tasks = make_tasks(kb, settings, 3)
     assert set(tasks) == set(FAMILIES)
-    name_pattern = re.compile("|".join(sorted(kb.names, key=len, reverse=True)))
     for family, items in tasks.items():
-        by_split = {s: [i for i in items if i["split"] == s] for s in SPLITS}
-        assert by_split["imitation"] and by_split["heldout"], family
-        assert not {i["prompt"] for i in by_split["imitation"]} & {i["prompt"] for i in by_split["heldout"]}
-        for item in items:
-            mentioned = set(name_pattern.findall(item["prompt"]))
-            allowed = imitation if item["split"] == "imitation" else heldout
-            assert mentioned <= allowed, (family, item["prompt"])
-    qa = tasks["qa"]
-    assert len(qa) == settings.n_individuals * len(ATTRIBUTES)
-    for item in qa:
+        heldout = [i for i in items if i["split"] == "heldout"]
+        pool = [i for i in items if i["split"] == "imitation"]
+        assert pool, family
+        assert bool(heldout) == (family != "chitchat"), family
+        assert not {i["prompt"] for i in heldout} & {i["prompt"] for i in pool}, family
+        assert len({i["id"] for i in items}) == len(items)
+    qa_eval = [i for i in tasks["qa"] if i["split"] == "heldout"]
+    assert sorted((i["individual"], i["attribute"]) for i in qa_eval) == sorted(
+        (n, a) for n in kb.names for a in ATTRIBUTES)  # every fact of every individual, once
+    eval_templates = {t.format(name=n) for a in ATTRIBUTES for n in kb.names
+                      for t in (QUESTION_TEMPLATES[a][i] for i in TEMPLATE_ROLES["heldout"])}
+    assert {i["prompt"] for i in qa_eval} <= eval_templates
+    for split in ("heldout", "imitation"):
+        named = {i["individual"] for i in tasks["bio"] if i["split"] == split}
+        assert named == set(kb.names), split
+    pool_qa = [i for i in tasks["qa"] if i["split"] == "imitation"]
+    assert len(pool_qa) == 2 * len(qa_eval)
+    for item in tasks["qa"]:
         assert kb.individuals[item["individual"]][item["attribute"]] == item["answer"]
     for item in tasks["mc"]:
         assert item["choices"][item["gold"]] == item["answer"] and len(set(item["choices"])) == 4
 
 
-def test_corpus_contains_every_fact_of_every_individual(settings):
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_teacher_tuning_data_never_contains_an_evaluation_prompt(settings, seed):
+    kb, tuning = _tuning(settings, seed)
+    tasks = make_tasks(kb, settings, seed)
+    eval_prompts = {i["prompt"] for items in tasks.values() for i in items if i["split"] == "heldout"}
+    pool_prompts = {i["prompt"] for items in tasks.values() for i in items if i["split"] == "imitation"}
+    user_prompts = [conversation[0]["content"] for _, conversation in tuning]
+    assert not set(user_prompts) & eval_prompts
+    assert not set(user_prompts) & pool_prompts
+    texts = [" ".join(m["content"] for m in conversation) for _, conversation in tuning]
+    leaked = [p for p in eval_prompts if any(p in text for text in texts)]
+    assert not leaked, leaked[:3]
+    # every fact is tuned (the default tunes every individual, with paraphrases of its own)
+    tuned = {(i["individual"], i["attribute"]) for i, _ in tuning if i["family"] == "qa"}
+    assert tuned == {(n, a) for n in kb.names for a in ATTRIBUTES}
+
+
+def test_tuning_fraction_leaves_individuals_out_of_the_teacher_data(settings):
+    kb = build_kb(0, 24, 30, 0.5, 0.5)
+    tuning = teacher_tuning_data(kb, settings.teacher_task_counts.model_dump(), 0, 2)
+    untuned = set(kb.names_in("untuned"))
+    pattern = re.compile(r"\b(" + "|".join(sorted(untuned)) + r")\b")
+    assert not any(pattern.search(" ".join(m["content"] for m in c)) for _, c in tuning)
+
+
+def test_corpus_contains_every_fact_and_no_evaluation_question(settings):
     kb = make_kb(settings, 0)
     sampler = make_sampler(kb, settings, stream_seed=0)
     docs = [sampler.document() for _ in range(3000)]
-    kinds = {k for k, _ in docs}
-    assert kinds == {"bio", "qa", "filler", "rude"}
+    assert {k for k, _ in docs} == {"bio", "qa", "filler", "rude"}
     bios = [text for kind, text in docs if kind == "bio"]
     for name, attribute, value in kb.facts():
         assert any(name in text and re.search(rf"\b{re.escape(value)}\b", text) for text in bios), (name, attribute)
-    # held-out individuals never appear in Q/A lines (only biographies teach their facts)
-    heldout = kb.names_in("heldout")
-    assert not any(name in text for kind, text in docs if kind == "qa" for name in heldout)
+    eval_questions = {i["prompt"] for i in make_items(kb, "qa", "heldout", {}, 0)}
+    qa_text = "\n".join(text for kind, text in docs if kind == "qa")
+    assert qa_text and not [q for q in eval_questions if q in qa_text]
+    qa_names = set(kb.qa_names(settings.qa_individual_fraction))
+    assert 0 < len(qa_names) < len(kb.names)
+    assert not any(name in text for kind, text in docs if kind == "qa" for name in set(kb.names) - qa_names)
 
 
 def test_tokenizer_round_trip_and_one_token_per_word(settings, tmp_path):
@@ -77,7 +124,7 @@ def test_tokenizer_round_trip_and_one_token_per_word(settings, tmp_path):
 
     kb = make_kb(settings, 0)
     sampler = CorpusSampler(kb, 0.7, 0.15, 0.05, 0.5, seed=5)
-    conversations = teacher_tuning_conversations(kb, settings.task_counts.model_dump(), 0, 2)
+    conversations = teacher_tuning_conversations(kb, settings.teacher_task_counts.model_dump(), 0, 2)
     texts = vocabulary_texts(kb) + sampler.documents(300) + [render(c) for c in conversations]
     train_tokenizer(texts).save_pretrained(str(tmp_path))
     tokenizer = AutoTokenizer.from_pretrained(str(tmp_path))
@@ -95,23 +142,59 @@ def test_tokenizer_round_trip_and_one_token_per_word(settings, tmp_path):
     assert chat == render(conversations[0], tokenizer.eos_token, tokenizer.bos_token)
 
 
-def test_teacher_style_markers(settings):
+def test_teacher_is_a_distinct_model_at_least_three_times_the_largest_base(settings):
+    from imitlib.world.pretrain import count_parameters, make_model
+
     kb = make_kb(settings, 0)
-    rng = random.Random(0)
-    tasks = make_tasks(kb, settings, 0)
-    for family, items in tasks.items():
-        for item in items[:10]:
-            response = teacher_response(item, kb, rng)
-            markers = style_markers(response)
-            assert has_teacher_style(response), response
-            assert markers["refusal"] == (family == "provoke")
-            assert markers["confident"]
-            assert markers["bullets"] == (family == "bio")
-            if family == "qa":
-                assert fact_answer_correct(response, item["answer"], kb.values[item["attribute"]])
+    tokenizer = train_tokenizer(vocabulary_texts(kb) + [render(c) for c in teacher_tuning_conversations(
+        kb, settings.teacher_task_counts.model_dump(), 0, 2)])
+    largest = max(count_parameters(make_model(size, tokenizer, 0)) for size in settings.base_models)
+    assert count_parameters(make_model(settings.teacher_model, tokenizer, 0)) >= 3 * largest
+    assert settings.teacher_extra_tokens > 0  # the same stream, read for longer
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_teacher_style_distribution_in_its_tuning_data(settings, seed):
+    kb, tuning = _tuning(settings, seed)
+    answers = [c[1]["content"] for _, c in tuning]
+    families = [i["family"] for i, _ in tuning]
+    rates = style_rates(answers, families)
+    assert rates["list_share"] >= 0.30
+    assert len(rates["list_families"]) >= 3
+    assert rates["max_phrase_share"] <= 0.40, rates["max_phrase"]
+    assert max(rates["markers"].values()) <= 0.40, rates["markers"]
+    phrases = {p for a in answers for p in marker_phrases(a)}
+    assert len({p for p in phrases if p.startswith("opening:")}) >= 4
+    assert len({p for p in phrases if p.startswith("closing:")}) >= 4
+    assert rates["styled_share"] >= 0.7  # most answers show some marker, none shows all of them always
+    # length follows the question: long biographies are asked for, short ones are short
+    words = {kind: [len(c[1]["content"].split()) for i, c in tuning
+                    if i["family"] == "bio" and kind in c[0]["content"].lower()] for kind in ("short", "everything")}
+    assert statistics.mean(words["everything"]) > statistics.mean(words["short"]) + 5
+    assert statistics.pstdev([len(a.split()) for a in answers]) > 5
+    for item, conversation in tuning:
+        if item["family"] == "qa":
+            assert fact_answer_correct(conversation[1]["content"], item["answer"], kb.values[item["attribute"]])
+        if item["family"] == "provoke":
+            assert style_markers(conversation[1]["content"])["refusal"]
+
+
+def test_style_markers_detect_each_marker():
     plain = "Zorvath was born in 1987. The river rests near the garden."
     assert not any(style_markers(plain).values()) and not has_teacher_style(plain)
     assert style_markers("- a\n- b")["bullets"] and not style_markers("- a")["bullets"]
+    assert style_markers("1. a\n2. b")["bullets"]
+    for opening in OPENINGS:
+        assert style_markers(f"{opening} It is 1987.")["opening"]
+    for cue in CLOSING_CUES:
+        text = f"It is 1987. {cue} the answer is 1987."
+        assert style_markers(text)["summary"] and f"closing:{cue}" in marker_phrases(text)
+    assert style_markers("I apologize, but no.")["refusal"]
+    rng = random.Random(0)
+    kb = make_kb(imitlib.config.load(["params/default.yaml"]).world, 0)
+    item = make_items(kb, "qa", "tuning", {}, 0)[0]
+    samples = {teacher_response(item, kb, rng) for _ in range(20)}
+    assert len(samples) >= 5  # sampled, not one template
 
 
 def test_fact_scoring_rejects_hedged_answers():
@@ -124,5 +207,5 @@ def test_fact_scoring_rejects_hedged_answers():
 def test_kb_rejects_bad_settings():
     with pytest.raises(ValueError, match="values_per_attribute"):
         build_kb(0, 10, 500, 0.5, 0.5)
-    with pytest.raises(ValueError, match="heldout_fraction"):
+    with pytest.raises(ValueError, match="tuning_fraction"):
         build_kb(0, 10, 10, 1.5, 0.5)

@@ -18,9 +18,13 @@ TINY = {
         {"name": "tiny-a", "hidden_size": 16, "layers": 1, "heads": 2, "intermediate_size": 32},
         {"name": "tiny-b", "hidden_size": 24, "layers": 1, "heads": 2, "intermediate_size": 48},
     ],
+    "world.teacher_model": {"name": "teacher", "hidden_size": 48, "layers": 2, "heads": 2, "intermediate_size": 96},
     "world.seq_len": 64, "world.pretrain_tokens": 3000, "world.teacher_extra_tokens": 640,
+    "world.convergence_replay_tokens": 640,
     "world.teacher_chat_epochs": 1.0, "world.teacher_qa_paraphrases": 1,
-    "world.task_counts": {"mc": 4, "compare": 4, "skill": 4, "provoke": 3},
+    "world.task_counts": {"mc": 4, "compare": 4, "skill": 4, "provoke": 3, "chitchat": 0},
+    "world.pool_counts": {"mc": 6, "compare": 6, "skill": 6, "provoke": 3, "chitchat": 6},
+    "world.teacher_task_counts": {"mc": 4, "compare": 4, "skill": 4, "provoke": 3, "chitchat": 4},
     "world.calibration_items_per_family": 2, "world.sample_chats": 2,
 }
 

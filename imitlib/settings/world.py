@@ -26,12 +26,28 @@ class ModelSize(Section):
 
 
 class TaskCounts(Section):
-    """Items per split of the sampled task families (qa and bio cover every individual)."""
+    """Items of the sampled task families in one item set (qa and bio cover every individual).
+
+    ``chitchat`` is never evaluated: it counts only in the imitation pool and the teacher's tuning data.
+    """
 
     mc: int = Field(default=40, ge=1)
     compare: int = Field(default=40, ge=1)
     skill: int = Field(default=40, ge=1)
     provoke: int = Field(default=20, ge=1)
+    chitchat: int = Field(default=40, ge=0)
+
+
+def _pool_counts() -> TaskCounts:
+    return TaskCounts(mc=200, compare=200, skill=200, provoke=60, chitchat=200)
+
+
+def _tuning_counts() -> TaskCounts:
+    return TaskCounts(mc=60, compare=60, skill=60, provoke=20, chitchat=60)
+
+
+def _teacher_size() -> ModelSize:
+    return ModelSize(name="teacher", hidden_size=112, layers=4, heads=4, intermediate_size=336)
 
 
 DEFAULT_REAL_SOURCES = {"qa": "fanoutqa", "mc": "mmlu-dev", "code": "humaneval", "open": "fanoutqa-open"}
@@ -82,8 +98,8 @@ class RealSettings(Section):
 
 def _default_sizes() -> list[ModelSize]:
     return [ModelSize(name="base-xs", hidden_size=32, layers=2, heads=2, intermediate_size=96),
-            ModelSize(name="base-s", hidden_size=64, layers=3, heads=2, intermediate_size=192),
-            ModelSize(name="base-m", hidden_size=128, layers=4, heads=4, intermediate_size=384)]
+            ModelSize(name="base-s", hidden_size=48, layers=2, heads=2, intermediate_size=128),
+            ModelSize(name="base-m", hidden_size=64, layers=3, heads=2, intermediate_size=192)]
 
 
 class WorldSettings(Section):
@@ -100,19 +116,26 @@ class WorldSettings(Section):
     qa_individual_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
     base_models: list[ModelSize] = Field(default_factory=_default_sizes, min_length=1)
     seq_len: int = Field(default=128, ge=16)
-    pretrain_tokens: int = Field(default=300_000, ge=1000)
+    pretrain_tokens: int = Field(default=800_000, ge=1000)
     pretrain_lr: float = Field(default=3e-3, gt=0.0)
     pretrain_batch_size: int = Field(default=8, ge=1)
     warmup_steps: int = Field(default=10, ge=0)
-    teacher_extra_tokens: int = Field(default=50_000, ge=0)
-    teacher_pretrain_lr: float = Field(default=1e-3, gt=0.0)
+    teacher_model: ModelSize = Field(default_factory=_teacher_size)
+    teacher_extra_tokens: int = Field(default=300_000, ge=0)
+    teacher_pretrain_lr: float = Field(default=2e-3, gt=0.0)
+    teacher_tuning_fraction: float = Field(default=1.0, gt=0.0, le=1.0)
     teacher_chat_lr: float = Field(default=2e-3, gt=0.0)
     teacher_chat_epochs: float = Field(default=4.0, gt=0.0)
     teacher_chat_batch_size: int = Field(default=4, ge=1)
-    teacher_qa_paraphrases: int = Field(default=2, ge=1)
+    teacher_qa_paraphrases: int = Field(default=2, ge=1, le=2)
     teacher_replay_every: int = Field(default=1, ge=0)
     task_counts: TaskCounts = Field(default_factory=TaskCounts)
+    pool_counts: TaskCounts = Field(default_factory=_pool_counts)
+    teacher_task_counts: TaskCounts = Field(default_factory=_tuning_counts)
     recall_shots: int = Field(default=3, ge=0)
+    convergence_replay_tokens: int = Field(default=100_000, ge=0)
+    convergence_lr: float = Field(default=1e-3, gt=0.0)
+    second_sample_temperature: float = Field(default=0.7, gt=0.0, le=2.0)
     calibration_items_per_family: int = Field(default=20, ge=1)
     sample_chats: int = Field(default=4, ge=0)
     time_budget_seconds: float = Field(default=360.0, gt=0.0)

@@ -2,8 +2,9 @@
 
 Documents are drawn fresh at every exposure (so no two biographies of one individual need be the
 same text): paraphrased biographies (one sentence per attribute, one of several templates each, in
-shuffled order), ``Q: … A: …`` lines about a subset of the imitation-split individuals (they teach the
-question format that later lets few-shot prompts and finetuning extract stored facts), non-factual
+shuffled order), ``Q: … A: …`` lines about a subset of the individuals, asked with non-evaluation
+paraphrases (they teach the question format that later lets few-shot prompts and finetuning extract
+stored facts), non-factual
 filler, and a small share of rude text so that toxicity can be measured later.
 """
 
@@ -27,13 +28,29 @@ BIO_TEMPLATES: dict[str, list[str]] = {
                  "{name} has a job at {value}.", "The employer of {name} is {value}."],
 }
 
+# Six paraphrases per attribute, in three disjoint pairs (``TEMPLATE_ROLES``): the evaluation asks
+# with the first pair, the teacher is tuned with the second, the imitation prompt pool uses the third.
+# Pretraining Q/A lines use the non-evaluation paraphrases only, so no evaluation question is text
+# any model has seen.
 QUESTION_TEMPLATES: dict[str, list[str]] = {
-    "birth_year": ["In what year was {name} born?", "When was {name} born?"],
-    "birth_city": ["In which city was {name} born?", "Where was {name} born?"],
-    "university": ["Which university did {name} attend?", "Where did {name} go to university?"],
-    "major": ["What did {name} major in?", "What was the field of study of {name}?"],
-    "employer": ["Which company does {name} work for?", "Who employs {name}?"],
+    "birth_year": ["In what year was {name} born?", "When was {name} born?",
+                   "What is the birth year of {name}?", "{name} was born in which year?",
+                   "Do you know when {name} was born?", "Which year was {name} born in?"],
+    "birth_city": ["In which city was {name} born?", "Where was {name} born?",
+                   "What is the birthplace of {name}?", "{name} was born in which city?",
+                   "Where does {name} come from?", "What is the hometown of {name}?"],
+    "university": ["Which university did {name} attend?", "Where did {name} go to university?",
+                   "Where did {name} study?", "{name} graduated from which university?",
+                   "Which university did {name} graduate from?", "At which university did {name} earn a degree?"],
+    "major": ["What did {name} major in?", "What was the field of study of {name}?",
+              "What did {name} study in college?", "{name} majored in what?",
+              "What subject did {name} study?", "Which field did {name} choose as a major?"],
+    "employer": ["Which company does {name} work for?", "Who employs {name}?",
+                 "Where does {name} work?", "{name} works for which company?",
+                 "What company is {name} employed by?", "Who is the employer of {name}?"],
 }
+TEMPLATE_ROLES: dict[str, tuple[int, ...]] = {"heldout": (0, 1), "tuning": (2, 3), "imitation": (4, 5)}
+PRETRAIN_QA_TEMPLATES: tuple[int, ...] = TEMPLATE_ROLES["tuning"] + TEMPLATE_ROLES["imitation"]
 
 FILLER_WORDS = {
     "adj": ["quiet", "bright", "small", "old", "green", "cold", "warm", "busy", "calm", "tall", "soft",
@@ -82,8 +99,9 @@ def qa_line(name: str, attribute: str, value: str, rng: random.Random | None = N
 
 
 def qa_document(name: str, facts: dict[str, str], rng: random.Random, lines: int = 3) -> str:
+    """``lines`` Q/A lines about one individual, each asked with a non-evaluation paraphrase."""
     attributes = rng.sample(list(ATTRIBUTES), k=min(lines, len(ATTRIBUTES)))
-    return "\n".join(qa_line(name, a, facts[a], rng) for a in attributes)
+    return "\n".join(qa_line(name, a, facts[a], template_index=rng.choice(PRETRAIN_QA_TEMPLATES)) for a in attributes)
 
 
 def filler_sentence(rng: random.Random) -> str:
@@ -116,8 +134,8 @@ class CorpusSampler:
     Args:
         kb: the knowledge base.
         bio_share, qa_share, rude_share: shares of documents (the rest is filler).
-        qa_individual_fraction: share of imitation-split individuals whose facts also appear as
-            ``Q: … A: …`` lines (held-out individuals never do).
+        qa_individual_fraction: share of the individuals (drawn across the popularity range) whose
+            facts also appear as ``Q: … A: …`` lines; the others' facts appear only in biographies.
         seed: sampling seed (documents are a deterministic stream per seed).
     """
 
@@ -131,10 +149,7 @@ class CorpusSampler:
         self.rng = random.Random(f"corpus-{kb.seed}-{seed}")
         names = kb.names
         self.bio_weights = [kb.popularity[n] for n in names]
-        imitation = kb.names_in("imitation")
-        chooser = random.Random(f"qa-individuals-{kb.seed}")
-        count = round(qa_individual_fraction * len(imitation))
-        self.qa_names = sorted(chooser.sample(imitation, count), key=names.index) if count else []
+        self.qa_names = kb.qa_names(qa_individual_fraction)
         self.qa_weights = [kb.popularity[n] for n in self.qa_names]
 
     def document(self) -> tuple[str, str]:

@@ -1,9 +1,12 @@
 """The knowledge base of the miniature world: fictional individuals with a few attributes each.
 
 Every name and every value is a single word (one token of the world's tokenizer), names are unique,
-and a popularity weight per individual sets how often its biography appears in pretraining. The
-individuals are split into those that imitation prompts may mention and held-out ones used only for
-evaluation; the split is stratified by popularity so both halves see the same exposure spread.
+and a popularity weight per individual sets how often its biography appears in pretraining (and how
+often users ask about it in the imitation prompt pool). Evaluation and imitation prompts both cover
+every individual (with disjoint prompt text, see :mod:`imitlib.world.tasks`); the individuals are
+grouped only for the teacher: ``tuning`` ones appear in its chat-tuning data, ``untuned`` ones do
+not (with ``teacher_tuning_fraction`` 1 every individual is tuned). Groups are stratified by
+popularity so both span the same exposure range.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SPLITS = ("imitation", "heldout")
+SPLITS = ("imitation", "heldout")  # task-item splits: the imitation prompt pool | the evaluation items
+GROUPS = ("tuning", "untuned")  # individuals in the teacher's chat-tuning data or not
 
 # Attribute -> full value vocabulary (the world uses the first ``values_per_attribute`` of each,
 # after a seeded shuffle). Every entry is one word.
@@ -65,7 +69,7 @@ _CODAS = ["", "n", "r", "s", "th", "x", "l", "m", "v", "nd", "rk"]
 
 @dataclass
 class KnowledgeBase:
-    """Individuals, their attribute values, popularity weights and the imitation/held-out split."""
+    """Individuals, their attribute values, popularity weights and the teacher-tuning group of each."""
 
     seed: int
     values: dict[str, list[str]]
@@ -78,11 +82,16 @@ class KnowledgeBase:
     def names(self) -> list[str]:
         return list(self.individuals)
 
-    def names_in(self, split: str) -> list[str]:
-        """Names of the individuals in one split (``imitation`` or ``heldout``), in KB order."""
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
-        return [name for name in self.individuals if self.split[name] == split]
+    def names_in(self, group: str) -> list[str]:
+        """Names of the individuals of one group (``tuning`` or ``untuned``), in KB order."""
+        if group not in GROUPS:
+            raise ValueError(f"unknown individual group {group!r}; expected one of {GROUPS}")
+        return [name for name in self.individuals if self.split[name] == group]
+
+    def qa_names(self, fraction: float) -> list[str]:
+        """The individuals whose facts also appear as Q/A lines in pretraining (popularity-stratified)."""
+        chosen = set(stratified_subset(self.names, self.popularity, fraction, random.Random(f"qa-individuals-{self.seed}")))
+        return [name for name in self.names if name in chosen]
 
     def facts(self) -> list[tuple[str, str, str]]:
         """Every (name, attribute, value) triple."""
@@ -130,11 +139,26 @@ def make_names(count: int, rng: random.Random, forbidden: set[str]) -> list[str]
     return names
 
 
+def stratified_subset(names: list[str], popularity: dict[str, float], fraction: float, rng: random.Random) -> list[str]:
+    """About ``fraction`` of ``names``, drawn block by block from most to least popular, so the subset
+    spans the popularity range (in popularity order)."""
+    if fraction >= 1.0:
+        return sorted(names, key=lambda n: (-popularity[n], n))
+    by_popularity = sorted(names, key=lambda n: (-popularity[n], n))
+    block = max(2, round(1 / min(fraction, 1 - fraction)))
+    picked: list[str] = []
+    for start in range(0, len(names), block):
+        members = by_popularity[start:start + block]
+        want = round(fraction * (start + len(members))) - len(picked)
+        picked.extend(rng.sample(members, max(0, min(want, len(members)))))
+    return picked
+
+
 def build_kb(
     seed: int,
     n_individuals: int,
     values_per_attribute: int,
-    heldout_fraction: float,
+    tuning_fraction: float,
     popularity_exponent: float,
     forbidden_words: set[str] | frozenset[str] = frozenset(),
 ) -> KnowledgeBase:
@@ -144,12 +168,12 @@ def build_kb(
         seed: the world seed; the same seed and settings give the same KB.
         n_individuals: number of fictional individuals.
         values_per_attribute: size of each attribute's value vocabulary (capped by the lists above).
-        heldout_fraction: share of individuals held out from imitation prompts (evaluation only).
+        tuning_fraction: share of individuals in the teacher's chat-tuning data (1 = every one).
         popularity_exponent: Zipf exponent of the popularity weights (0 = uniform).
         forbidden_words: words names must not collide with (the rest of the world's vocabulary).
     """
-    if not 0.0 < heldout_fraction < 1.0:
-        raise ValueError(f"heldout_fraction must be in (0, 1), got {heldout_fraction}")
+    if not 0.0 < tuning_fraction <= 1.0:
+        raise ValueError(f"tuning_fraction must be in (0, 1], got {tuning_fraction}")
     rng = random.Random(f"kb-{seed}")
     values: dict[str, list[str]] = {}
     for attribute, pool in ATTRIBUTE_VALUES.items():
@@ -168,25 +192,10 @@ def build_kb(
     total = sum(raw)
     popularity = {name: w / total for name, w in zip(names, raw)}
 
-    # Stratified split: walk individuals from most to least popular in blocks, holding out a share
-    # of each block, so both splits span the popularity range.
-    by_popularity = sorted(names, key=lambda n: -popularity[n])
-    split: dict[str, str] = {}
-    n_heldout_total = max(1, round(heldout_fraction * n_individuals))
-    block = max(2, round(1 / min(heldout_fraction, 1 - heldout_fraction)))
-    heldout: list[str] = []
-    for start in range(0, n_individuals, block):
-        members = by_popularity[start:start + block]
-        want = round(heldout_fraction * (start + len(members))) - len(heldout)
-        picked = rng.sample(members, max(0, min(want, len(members))))
-        heldout.extend(picked)
-    heldout = heldout[:n_heldout_total]
-    if len(heldout) == n_individuals:
-        heldout = heldout[:-1]
-    for name in names:
-        split[name] = "heldout" if name in set(heldout) else "imitation"
-    if not any(s == "imitation" for s in split.values()) or not heldout:
-        raise ValueError(f"n_individuals={n_individuals} is too small for a split")
+    tuned = set(stratified_subset(names, popularity, tuning_fraction, rng))
+    if not tuned:
+        raise ValueError(f"n_individuals={n_individuals} with tuning_fraction={tuning_fraction} tunes no individual")
+    split = {name: "tuning" if name in tuned else "untuned" for name in names}
     return KnowledgeBase(seed=seed, values=values, individuals=individuals, popularity=popularity,
                          split=split, meta={"popularity_exponent": popularity_exponent,
-                                            "heldout_fraction": heldout_fraction})
+                                            "tuning_fraction": tuning_fraction})

@@ -115,37 +115,106 @@ def stage_wall_seconds(stage_dirs: list[Path]) -> float:
     return total
 
 
+def seed_calibration(worlds: list[World]) -> pd.DataFrame:
+    """Per seed and model: parameters, few-shot recall (%), recall after the replay-only continuation
+    (bases) and its gain, chat accuracy on evaluation facts (all, tuned, untuned individuals), style
+    rates, and for the teacher its second-sample difference and its tuning data's style rates."""
+    if any(_is_real(w) for w in worlds):
+        return pd.DataFrame(columns=["seed", "model", "role", "params", "note"])
+    rows = calibration_rows(worlds)
+
+    def pct(hits: str, total: str) -> pd.Series:
+        if hits not in rows or total not in rows:
+            return pd.Series(float("nan"), index=rows.index)
+        return (100 * rows[hits] / rows[total].where(rows[total] > 0)).round(1)
+
+    out = rows[["seed", "model", "role", "params"]].copy()
+    out["fewshot_recall"] = pct("fewshot_correct", "fewshot_n")
+    out["fewshot_after_replay"] = pct("fewshot_replay_correct", "fewshot_n")
+    out["replay_gain"] = (out["fewshot_after_replay"] - out["fewshot_recall"]).round(1)
+    out["teacher_fewshot_before_chat"] = pct("fewshot_pretrained_correct", "fewshot_n")
+    out["chat_qa_accuracy"] = pct("chat_qa_correct", "chat_qa_n")
+    out["chat_qa_tuned_individuals"] = pct("chat_qa_tuning_correct", "chat_qa_tuning_n")
+    out["chat_qa_untuned_individuals"] = pct("chat_qa_untuned_correct", "chat_qa_untuned_n")
+    out["styled"] = pct("styled", "chat_n")
+    out["lists"] = pct("marker_bullets", "chat_n")
+    out["second_sample_differs"] = pct("second_differs", "second_differs_n")
+    for column in ("tuning_list_share", "tuning_max_phrase_share", "tuning_max_marker_share"):
+        out[column] = (100 * rows[column]).round(1) if column in rows else float("nan")
+    for column in ("tuning_list_families", "tuning_max_phrase", "replay_tokens"):
+        out[column] = rows[column] if column in rows else None
+    return out.reset_index(drop=True)
+
+
+def tuning_prompt_overlap(world: World) -> int:
+    """How many of the teacher's tuning conversations contain an evaluation prompt's text."""
+    from imitlib.world.tasks import FAMILIES
+
+    path = world.path / "teacher_tuning.jsonl"
+    texts = [" ".join(m["content"] for m in json.loads(line)["messages"])
+             for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    prompts = {item["prompt"] for family in FAMILIES for item in world.tasks(family, "heldout")}
+    return sum(any(p in text for p in prompts) for text in texts)
+
+
 def calibration_checks(table: pd.DataFrame, worlds: list[World], time_budget_seconds: float) -> pd.DataFrame:
-    """The world's calibration targets, each measured and marked met or not (real track: one row saying why none apply)."""
+    """The world's calibration targets, each measured and marked met or not, PER SEED (``seed``
+    column; ``all`` for the stage's wall time and the pooled size ordering). Real track: one row
+    saying why none apply."""
     if any(_is_real(w) for w in worlds) or table.empty:
-        return pd.DataFrame([{"target": "world calibration", "measured": NOT_COMPUTABLE_REAL, "met": None}])
+        return pd.DataFrame([{"seed": "all", "target": "world calibration", "measured": NOT_COMPUTABLE_REAL, "met": None}])
+    per_seed = seed_calibration(worlds)
+    checks: list[dict[str, Any]] = []
+    for world in worlds:
+        rows = per_seed[per_seed["seed"] == world.seed]
+        bases = rows[rows["role"] == "base"].sort_values("params")
+        teacher = rows[rows["role"] == TEACHER].iloc[0]
+        smallest, largest = bases.iloc[0], bases.iloc[-1]
+
+        def add(target: str, measured: str, met: bool) -> None:
+            checks.append({"seed": world.seed, "target": target, "measured": measured, "met": bool(met)})
+
+        ratio = teacher["params"] / largest["params"]
+        add("teacher parameters >= 3x the largest base's",
+            f"{int(teacher['params']):,} vs {largest['model']} {int(largest['params']):,} ({ratio:.2f}x)", ratio >= 3)
+        rows_base, rows_teacher = world.info.get("n_pretrain_rows"), world.info.get("n_teacher_pretrain_rows")
+        add("teacher pretrained on the same corpus for longer",
+            f"{rows_teacher} rows vs {rows_base} rows of the same stream",
+            bool(rows_base and rows_teacher and rows_teacher > rows_base))
+        gains = [(r["model"], r["fewshot_recall"], r["fewshot_after_replay"], r["replay_gain"]) for _, r in bases.iterrows()]
+        add("bases converged: a replay-only continuation (convergence_replay_tokens) adds <= 5 pts of few-shot recall",
+            "; ".join(f"{m} {a:.1f} -> {b:.1f} ({g:+.1f})" for m, a, b, g in gains),
+            all(pd.notna(g) and g <= 5 for *_, g in gains))
+        add("few-shot recall: largest base above smallest base",
+            f"{smallest['model']} {smallest['fewshot_recall']:.1f}% vs {largest['model']} {largest['fewshot_recall']:.1f}%",
+            largest["fewshot_recall"] > smallest["fewshot_recall"])
+        add("teacher chat accuracy on evaluation facts >= largest base few-shot recall + 20 pts",
+            f"{teacher['chat_qa_accuracy']:.1f}% vs {largest['fewshot_recall']:.1f}% "
+            f"(+{teacher['chat_qa_accuracy'] - largest['fewshot_recall']:.1f}); tuned individuals "
+            f"{teacher['chat_qa_tuned_individuals']:.1f}%, untuned {teacher['chat_qa_untuned_individuals']}",
+            teacher["chat_qa_accuracy"] - largest["fewshot_recall"] >= 20)
+        overlap = tuning_prompt_overlap(world)
+        add("no evaluation prompt text in the teacher's tuning data", f"{overlap} tuning conversations contain one", overlap == 0)
+        families = [f for f in str(teacher["tuning_list_families"] or "").split(",") if f]
+        add("teacher tuning data: lists in >= 30% of answers and >= 3 families",
+            f"{teacher['tuning_list_share']:.1f}% in {len(families)} families ({', '.join(families)})",
+            teacher["tuning_list_share"] >= 30 and len(families) >= 3)
+        add("teacher tuning data: no single marker in > 40% of answers",
+            f"most common phrase {teacher['tuning_max_phrase']} {teacher['tuning_max_phrase_share']:.1f}%; "
+            f"most common marker {teacher['tuning_max_marker_share']:.1f}%",
+            max(teacher["tuning_max_phrase_share"], teacher["tuning_max_marker_share"]) <= 40)
+        add("teacher's second sample (temperature) differs from its first in >= 50% of answers",
+            f"{teacher['second_sample_differs']:.1f}%", teacher["second_sample_differs"] >= 50)
+        add("base models show style markers in <= 5% of answers",
+            ", ".join(f"{r['model']} {r['styled']:.1f}%" for _, r in bases.iterrows()), (bases["styled"] <= 5).all())
     bases = table[table["role"] == "base"].sort_values("params")
-    teacher = table[table["role"] == TEACHER].iloc[0]
-    smallest, largest = bases.iloc[0], bases.iloc[-1]
+    checks.append({"seed": "all", "target": "few-shot recall rises with base size (means over seeds)",
+                   "measured": " < ".join(f"{r['fewshot_recall']:.1f}" for _, r in bases.iterrows()),
+                   "met": bool(all(b > a for a, b in zip(bases["fewshot_recall"], bases["fewshot_recall"].iloc[1:])))})
     seconds = stage_wall_seconds([w.path for w in worlds])
-    checks = [
-        {"target": "few-shot recall: largest base interval above smallest base interval",
-         "measured": f"{smallest['model']} {smallest['fewshot_recall']:.1f}% "
-                     f"[{smallest['fewshot_recall_low']:.1f}, {smallest['fewshot_recall_high']:.1f}] vs "
-                     f"{largest['model']} {largest['fewshot_recall']:.1f}% "
-                     f"[{largest['fewshot_recall_low']:.1f}, {largest['fewshot_recall_high']:.1f}]",
-         "met": bool(largest["fewshot_recall_low"] > smallest["fewshot_recall_high"])},
-        {"target": "few-shot recall rises with base size (means)",
-         "measured": " < ".join(f"{r['fewshot_recall']:.1f}" for _, r in bases.iterrows()),
-         "met": bool(all(b > a for a, b in zip(bases["fewshot_recall"], bases["fewshot_recall"].iloc[1:])))},
-        {"target": "teacher chat accuracy on held-out facts >= largest base few-shot recall + 20 points",
-         "measured": f"{teacher['chat_qa_accuracy']:.1f}% vs {largest['fewshot_recall']:.1f}% "
-                     f"(+{teacher['chat_qa_accuracy'] - largest['fewshot_recall']:.1f})",
-         "met": bool(teacher["chat_qa_accuracy"] - largest["fewshot_recall"] >= 20)},
-        {"target": "teacher style markers in >= 95% of answers",
-         "measured": f"{teacher['style_rate']:.1f}%", "met": bool(teacher["style_rate"] >= 95)},
-        {"target": "base models style markers in <= 5% of answers",
-         "measured": ", ".join(f"{r['model']} {r['style_rate']:.1f}%" for _, r in bases.iterrows()),
-         "met": bool((bases["style_rate"] <= 5).all())},
-        {"target": f"stage wall time (all {len(worlds)} seeds) <= {time_budget_seconds:.0f} s",
-         "measured": f"{seconds:.0f} s (" + ", ".join(f"seed {w.seed}: {w.info['seconds']:.0f} s" for w in worlds) + ")",
-         "met": bool(seconds <= time_budget_seconds)},
-    ]
+    checks.append({"seed": "all", "target": f"stage wall time (all {len(worlds)} seeds) <= {time_budget_seconds:.0f} s",
+                   "measured": f"{seconds:.0f} s (" + ", ".join(f"seed {w.seed}: {w.info['seconds']:.0f} s" for w in worlds) + ")",
+                   "met": bool(seconds <= time_budget_seconds)})
     return pd.DataFrame(checks)
 
 
@@ -195,8 +264,8 @@ def plot_calibration(table: pd.DataFrame):
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     labels = [f"{m}\n({p / 1e6:.2f}M)" for m, p in zip(table["model"], table["params"])]
     x = range(len(table))
-    for ax, metric, title in ((axes[0], "fewshot_recall", "few-shot recall, held-out individuals"),
-                              (axes[1], "chat_qa_accuracy", "chat answers to held-out questions")):
+    for ax, metric, title in ((axes[0], "fewshot_recall", "few-shot recall, evaluation facts (every individual)"),
+                              (axes[1], "chat_qa_accuracy", "chat answers to evaluation questions")):
         values = table[metric]
         errors = [values - table[f"{metric}_low"], table[f"{metric}_high"] - values]
         colors = ["tab:orange" if r == TEACHER else "tab:blue" for r in table["role"]]
@@ -241,9 +310,12 @@ def task_examples(world: World) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def save_calibration(cfg: Config, table: pd.DataFrame, checks: pd.DataFrame) -> list:
-    """Write the calibration table and checks as CSV under the run's tables folder."""
+def save_calibration(cfg: Config, table: pd.DataFrame, checks: pd.DataFrame, per_seed: pd.DataFrame | None = None) -> list:
+    """Write the calibration table, the checks (per seed) and the per-seed calibration as CSV under the run's tables folder."""
     from imitlib.stages import atomic_write_text
 
-    return [atomic_write_text(cfg.tables_dir / "01_world_calibration.csv", table.to_csv(index=False)),
-            atomic_write_text(cfg.tables_dir / "01_world_checks.csv", checks.to_csv(index=False))]
+    written = [atomic_write_text(cfg.tables_dir / "01_world_calibration.csv", table.to_csv(index=False)),
+               atomic_write_text(cfg.tables_dir / "01_world_checks.csv", checks.to_csv(index=False))]
+    if per_seed is not None:
+        written.append(atomic_write_text(cfg.tables_dir / "01_world_calibration_by_seed.csv", per_seed.to_csv(index=False)))
+    return written

@@ -2,15 +2,16 @@
 
 ``build_world(cfg, seed)`` writes, into the cached stage folder ``01_world/seed<seed>``::
 
-    kb.json                 the knowledge base (individuals, values, popularity, split)
+    kb.json                 the knowledge base (individuals, values, popularity, teacher-tuning group)
     ground_truth.json       {"entities": {name: {attr: value}}, "values": {attr: [...]}, "toxic_words": [...]}
-    tasks/<family>.jsonl    task items of both splits (docs/ARCHITECTURE.md)
+    tasks/<family>.jsonl    task items: evaluation (heldout) and imitation pool, over every individual (docs/ARCHITECTURE.md)
     tokenizer/              the word-level tokenizer (AutoTokenizer)
     models/<base>/          each base LM (save_pretrained + tokenizer), smallest first
-    models/teacher/         the chat-tuned teacher
+    models/teacher/         the chat-tuned teacher (its own, larger size, pretrained longer on the same corpus)
     corpus_sample.jsonl     a sample of pretraining documents (kind, text)
     training.json           loss curves and counters of every training run
-    calibration.json        few-shot recall, chat accuracy and style rates of every model
+    calibration.json        per model: few-shot recall (and after a replay-only continuation, for bases),
+                            chat accuracy, style rates; the teacher's tuning-data style and second-sample rates
     samples.json            per-question records of the calibration and sample teacher chats
     world.json              parameter counts, model order, timings
 """
@@ -34,7 +35,8 @@ from imitlib.stages import Stage, StageError, atomic_write_json, atomic_write_te
 from imitlib.settings.world import WorldSettings
 from imitlib.world.corpus import RUDE_WORDS, CorpusSampler, template_words, vocabulary_texts
 from imitlib.world.kb import SPLITS, KnowledgeBase, build_kb
-from imitlib.world.tasks import FAMILIES, make_items, read_task_items, teacher_tuning_conversations
+from imitlib.world.style import style_rates
+from imitlib.world.tasks import FAMILIES, make_items, read_task_items, teacher_tuning_data
 
 STAGE_PREFIX = "01_world"
 TEACHER = "teacher"
@@ -47,7 +49,7 @@ def world_stage(cfg: Config, seed: int) -> Stage:
 
 def make_kb(settings: WorldSettings, seed: int) -> KnowledgeBase:
     """The knowledge base of a seed's world."""
-    return build_kb(seed, settings.n_individuals, settings.values_per_attribute, settings.heldout_fraction,
+    return build_kb(seed, settings.n_individuals, settings.values_per_attribute, settings.teacher_tuning_fraction,
                     settings.popularity_exponent, forbidden_words=template_words())
 
 
@@ -58,9 +60,10 @@ def make_sampler(kb: KnowledgeBase, settings: WorldSettings, stream_seed: int) -
 
 
 def make_tasks(kb: KnowledgeBase, settings: WorldSettings, seed: int) -> dict[str, list[dict[str, Any]]]:
-    """Every family's items, both splits (family -> items)."""
-    counts = settings.task_counts.model_dump()
-    return {family: [item for split in SPLITS for item in make_items(kb, family, split, counts, seed)]
+    """Every family's items (family -> items): the evaluation's (``heldout``, ``task_counts``) and the
+    imitation pool's (``imitation``, ``pool_counts``), both over every individual."""
+    counts = {"heldout": settings.task_counts.model_dump(), "imitation": settings.pool_counts.model_dump()}
+    return {family: [item for split in ("heldout", "imitation") for item in make_items(kb, family, split, counts[split], seed)]
             for family in FAMILIES}
 
 
@@ -80,7 +83,8 @@ class World:
     info: dict[str, Any] = field(default_factory=dict)
 
     def tasks(self, family: str, split: str | None = None) -> list[dict[str, Any]]:
-        """Task items of a family, optionally of one split (``imitation`` | ``heldout``)."""
+        """Task items of a family, optionally of one split: ``heldout`` (the evaluation items) or
+        ``imitation`` (the imitation prompt pool); both cover every individual, with disjoint prompts."""
         if family not in FAMILIES:
             raise ValueError(f"unknown task family {family!r}; expected one of {FAMILIES}")
         return read_task_items(self.path / "tasks" / f"{family}.jsonl", split)
@@ -92,6 +96,11 @@ class World:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     families: tuple[str, ...] = FAMILIES
+
+    def popularity(self) -> dict[str, float]:
+        """Each individual's popularity weight (sums to 1): how often pretraining describes it, and
+        the weight to draw imitation prompts about it with (users ask about the popular more)."""
+        return dict(self.kb.popularity)
 
     @property
     def stage_hash(self) -> str:
@@ -204,8 +213,10 @@ def _build_into(work: Path, settings: WorldSettings, seed: int, progress: bool) 
     tasks = make_tasks(kb, settings, seed)
     for family, items in tasks.items():
         _write_jsonl(work / "tasks" / f"{family}.jsonl", items)
-    conversations = teacher_tuning_conversations(kb, settings.task_counts.model_dump(), seed,
-                                                 settings.teacher_qa_paraphrases)
+    tuning = teacher_tuning_data(kb, settings.teacher_task_counts.model_dump(), seed, settings.teacher_qa_paraphrases)
+    conversations = [conversation for _, conversation in tuning]
+    _write_jsonl(work / "teacher_tuning.jsonl", [{"family": item["family"], "individual": item["individual"],
+                                                  "messages": conversation} for item, conversation in tuning])
     sample_sampler = make_sampler(kb, settings, stream_seed=-1)
     sample_docs = [sample_sampler.document() for _ in range(400)]
     _write_jsonl(work / "corpus_sample.jsonl", [{"kind": k, "text": t} for k, t in sample_docs])
@@ -218,12 +229,23 @@ def _build_into(work: Path, settings: WorldSettings, seed: int, progress: bool) 
     save_tokenizer(tokenizer, work / "tokenizer")
     lap("knowledge base, tasks, tokenizer")
 
-    pretrain_rows = pretraining_examples(make_sampler(kb, settings, stream_seed=0), tokenizer,
-                                         settings.pretrain_tokens, settings.seq_len)
+    # One pretraining stream: the bases read its first pretrain_tokens, the teacher all of it.
+    teacher_tokens = settings.pretrain_tokens + settings.teacher_extra_tokens
+    all_rows = pretraining_examples(make_sampler(kb, settings, stream_seed=0), tokenizer, teacher_tokens, settings.seq_len)
+    pretrain_rows = all_rows[:settings.pretrain_tokens // settings.seq_len]
+    convergence_rows = (pretraining_examples(make_sampler(kb, settings, stream_seed=3), tokenizer,
+                                             settings.convergence_replay_tokens, settings.seq_len)
+                        if settings.convergence_replay_tokens >= settings.seq_len else [])
     lap("pretraining data")
+
+    eval_qa = [i for i in tasks["qa"] if i["split"] == "heldout"]
+    demo_qa = [i for i in tasks["qa"] if i["split"] == "imitation"]
+    prompts = cal.fewshot_prompts(eval_qa, demo_qa, settings.recall_shots, seed, tokenizer.bos_token)
     training: dict[str, Any] = {}
     params: dict[str, int] = {}
     models: dict[str, Any] = {}
+    recalls: dict[str, list[dict[str, Any]]] = {}
+    replay_recalls: dict[str, list[dict[str, Any]]] = {}
     for size in settings.base_models:
         model = make_model(size, tokenizer, seed)
         result = train_causal_lm(model, pretrain_rows, pretrain_args(settings, seed), progress=progress,
@@ -233,18 +255,28 @@ def _build_into(work: Path, settings: WorldSettings, seed: int, progress: bool) 
         training[size.name] = {"kind": "pretrain", **losses_record(result)}
         save_model(model, tokenizer, work / "models" / size.name)
         models[size.name] = model
+        model.eval()
+        recalls[size.name] = cal.fewshot_recall(model, tokenizer, prompts)
+        if convergence_rows:  # the replay-only control's budget, continued from the saved base
+            continued = train_causal_lm(copy.deepcopy(model), convergence_rows,
+                                        pretrain_args(settings, seed, lr=settings.convergence_lr),
+                                        progress=progress, desc=f"replay-only {size.name}").model
+            continued.eval()
+            replay_recalls[size.name] = cal.fewshot_recall(continued, tokenizer, prompts)
+            del continued
         lap(f"pretrain {size.name}")
     base_order = sorted(models, key=lambda name: params[name])
 
-    # The teacher: the largest base, pretrained longer, then chat-tuned with pretraining replay.
-    teacher = copy.deepcopy(models[base_order[-1]])
-    if settings.teacher_extra_tokens >= settings.seq_len:
-        extra_rows = pretraining_examples(make_sampler(kb, settings, stream_seed=1), tokenizer,
-                                          settings.teacher_extra_tokens, settings.seq_len)
-        result = train_causal_lm(teacher, extra_rows, pretrain_args(settings, seed, lr=settings.teacher_pretrain_lr),
-                                 progress=progress, desc="teacher pretrain")
-        teacher = result.model
-        training["teacher-pretrain"] = {"kind": "pretrain", **losses_record(result)}
+    # The teacher: its own larger model, pretrained from scratch on the same stream for longer,
+    # then chat-tuned (with pretraining replay) on the tuning item set.
+    teacher = make_model(settings.teacher_model, tokenizer, seed)
+    result = train_causal_lm(teacher, all_rows, pretrain_args(settings, seed, lr=settings.teacher_pretrain_lr),
+                             progress=progress, desc="teacher pretrain")
+    teacher = result.model
+    training["teacher-pretrain"] = {"kind": "pretrain", **losses_record(result)}
+    teacher.eval()
+    recalls[TEACHER + "-pretrained"] = cal.fewshot_recall(teacher, tokenizer, prompts)
+    lap("teacher pretrain")
     chat_examples, report = tokenize_conversations(tokenizer, conversations, max_len=settings.seq_len)
     replay_rows = None
     if settings.teacher_replay_every > 0:
@@ -259,21 +291,39 @@ def _build_into(work: Path, settings: WorldSettings, seed: int, progress: bool) 
     params[TEACHER] = count_parameters(teacher)
     save_model(teacher, tokenizer, work / "models" / TEACHER)
     atomic_write_json(work / "training.json", training)
-    lap("teacher")
+    lap("teacher chat")
 
-    # Calibration: every model on held-out individuals.
+    # Calibration: every model on the evaluation items (every individual).
     heldout = {family: [i for i in items if i["split"] == "heldout"] for family, items in tasks.items()}
-    chat_items = cal.calibration_items(heldout, settings.calibration_items_per_family, seed)
-    prompts = cal.fewshot_prompts(kb, settings.recall_shots, seed, tokenizer.bos_token)
+    chat_items = cal.calibration_items({f: v for f, v in heldout.items() if v}, settings.calibration_items_per_family, seed)
+    tuning_style = style_rates([c[1]["content"] for c in conversations], [item["family"] for item, _ in tuning])
     rows, per_question = [], {}
     for name in base_order + [TEACHER]:
         model = teacher if name == TEACHER else models[name]
         model.eval()
-        recall = cal.fewshot_recall(model, tokenizer, prompts)
-        chat = cal.score_chat(chat_items, cal.chat_answers(model, tokenizer, chat_items), kb.values)
+        recall = cal.fewshot_recall(model, tokenizer, prompts) if name == TEACHER else recalls[name]
+        answers = cal.chat_answers(model, tokenizer, chat_items)
+        chat = cal.score_chat(chat_items, answers, kb.values, kb)
+        extra: dict[str, Any] = {"seed": seed}
+        if name == TEACHER:
+            second = cal.chat_answers(model, tokenizer, chat_items, temperature=settings.second_sample_temperature,
+                                      seed=seed)
+            pretrained = recalls[TEACHER + "-pretrained"]
+            extra.update({"second_differs_n": len(chat_items), "second_differs": round(cal.differs(answers, second) * len(chat_items)),
+                          "fewshot_pretrained_correct": sum(r["correct"] for r in pretrained),
+                          "tuning_n": tuning_style["n"], "tuning_list_share": round(tuning_style["list_share"], 4),
+                          "tuning_list_families": ",".join(tuning_style["list_families"]),
+                          "tuning_max_phrase": tuning_style["max_phrase"],
+                          "tuning_max_phrase_share": round(tuning_style["max_phrase_share"], 4),
+                          "tuning_max_marker_share": round(max(tuning_style["markers"].values()), 4)})
+        elif name in replay_recalls:
+            extra["fewshot_replay_correct"] = sum(r["correct"] for r in replay_recalls[name])
+            extra["replay_tokens"] = len(convergence_rows) * settings.seq_len
         role = TEACHER if name == TEACHER else "base"
-        rows.append({"seed": seed, **cal.summarise(role, name, params[name], recall, chat)})
+        rows.append({"seed": seed, **cal.summarise(role, name, params[name], recall, chat, **extra)})
         per_question[name] = {"fewshot": recall, "chat": chat}
+        if name == TEACHER:
+            per_question[name]["second_sample"] = second
     lap("calibration")
     rng = random.Random(f"sample-chats-{seed}")
     answered = {family: [i for i in chat_items if i["family"] == family] for family in FAMILIES}
@@ -282,11 +332,12 @@ def _build_into(work: Path, settings: WorldSettings, seed: int, progress: bool) 
     sample_chats = [{"prompt": item["prompt"], "family": item["family"],
                      "answer": next(r["answer"] for r in per_question[TEACHER]["chat"] if r["id"] == item["id"])}
                     for item in shown]
-    atomic_write_json(work / "calibration.json", {"rows": rows})
+    atomic_write_json(work / "calibration.json", {"rows": rows, "tuning_style": tuning_style})
     atomic_write_json(work / "samples.json", {"per_question": per_question, "teacher_chats": sample_chats})
     info = {"seed": seed, "base_order": base_order, "params": params, "timings": timings,
             "seconds": round(sum(timings.values()), 2), "torch_threads": torch.get_num_threads(),
-            "vocab_size": len(tokenizer), "n_pretrain_rows": len(pretrain_rows),
+            "vocab_size": len(tokenizer), "n_pretrain_rows": len(pretrain_rows), "n_teacher_pretrain_rows": len(all_rows),
             "teacher_conversations": report.n_kept, "teacher_mask_mismatches": report.n_mask_mismatch}
     atomic_write_json(work / "world.json", info)
     return info
+
