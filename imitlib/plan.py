@@ -5,7 +5,8 @@ finetuning run of the sweep (the same :func:`imitlib.train.sweep.sweep_points` t
 uses, with every imitation budget assumed filled) and the totals:
 
 * **training compute** ≥ ``k · N · D`` FLOPs per run, ``N`` the base model's parameters, ``D`` the
-  supervised (teacher-written) tokens it trains on (budget × epochs, plus replay tokens), ``k`` = 6
+  supervised (teacher-written) tokens it trains on (budget × epochs, or with ``train.steps`` at most
+  steps × rows per step × row length, plus replay tokens), ``k`` = 6
   for full finetuning and 4 for LoRA (no gradients for the frozen weights). A lower bound: the
   prompt tokens of each conversation pass through the model too. GPU-hours divide it by
   ``gpus × gpu_tflops × mfu``.
@@ -143,14 +144,18 @@ def make_plan(cfg: Config, gpus: int = 1, gpu_tflops: float | None = None, mfu: 
     k = 4 if cfg.train.method == "lora" else 6
     runs, total = [], 0.0
     for point in points:
-        trained = int(point["imitation_tokens"] * cfg.train.epochs) + cfg.train.replay_tokens
+        if cfg.train.steps is None:
+            trained = int(point["imitation_tokens"] * cfg.train.epochs) + cfg.train.replay_tokens
+        else:  # the same steps for every budget: at most steps × rows × row length, whatever the budget
+            rows = cfg.train.batch_size * cfg.train.grad_accum * (cfg.train.num_processes or 1)
+            trained = (cfg.train.steps * rows * cfg.train.seq_len if point["data_kind"] != "none" else 0) + cfg.train.replay_tokens
         n = models[point["base_model"]]["parameters"]
         flops = float(k * n * trained) if n else 0.0
         total += flops
         runs.append({**point, "trained_tokens": trained, "flops": flops})
     if any(not r["flops"] for r in runs):
         notes.append("some runs have no parameter count: the compute total leaves them out")
-    if cfg.train.min_steps:
+    if cfg.train.min_steps and cfg.train.steps is None:
         notes.append(f"train.min_steps {cfg.train.min_steps}: a small budget is repeated up to that many steps, "
                      "which this count leaves out")
     seeds = len(cfg.run.seeds)

@@ -19,13 +19,15 @@ def test_paper_plan_counts_runs_compute_and_calls():
     cfg = _paper()
     made = plan.make_plan(cfg, gpus=8, gpu_tflops=312, mfu=0.4)
     # llama-13b: every broad budget and the task budgets NQ-synthetic can fill (6,000 answers × 1,024
-    # tokens at most); gpt2-1.5b and llama-7b: the largest filled budget of each kind
+    # tokens at most); gpt2-1.5b and llama-7b: the largest filled budget of each kind, and broad data
+    # also at task data's largest (the kinds compared at equal budgets)
     task_cap = cfg.imitation.task_prompts * cfg.imitation.teacher.max_new_tokens
     broad = cfg.imitation.token_budgets
     task = [b for b in broad if b <= task_cap]
-    assert len(made.runs) == 2 * 2 + len(broad) + len(task)
+    assert len(made.runs) == 2 * 3 + len(broad) + len(task)
     assert {(r["base_model"], r["data_kind"], r["imitation_tokens"]) for r in made.runs} >= {
-        ("gpt2-1.5b", "task", max(task)), ("llama-7b", "broad", max(broad)), ("llama-13b", "broad", min(broad))}
+        ("gpt2-1.5b", "task", max(task)), ("gpt2-1.5b", "broad", max(task)), ("llama-7b", "broad", max(broad)),
+        ("llama-13b", "broad", min(broad))}
     assert made.models["llama-7b"]["parameters"] == 7_000_000_000
     assert "name" in made.models["llama-7b"]["source"]
     run = next(r for r in made.runs if r["base_model"] == "llama-13b" and r["imitation_tokens"] == max(broad))

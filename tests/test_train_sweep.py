@@ -150,8 +150,10 @@ def test_kinds_are_compared_at_equal_budgets():
     runs = {(p["base_model"], p["data_kind"]): [] for p in points}
     for p in points:
         runs[(p["base_model"], p["data_kind"])].append(p["imitation_tokens"])
-    assert runs == {("base-s", "broad"): [1000], ("base-s", "task"): [1000],
+    # broad also at its own largest budget (base sizes compared at the most data); task at the largest both fill
+    assert runs == {("base-s", "broad"): [1000, 3000], ("base-s", "task"): [1000],
                     ("base-m", "broad"): [300, 1000, 3000], ("base-m", "task"): [1000]}
+    assert len(sweep_points(cfg, ["base-s", "base-m"], PlanData({"broad": [300, 1000], "task": [300, 1000]}))) == 5
     both = PlanData({"broad": [300, 1000, 3000], "task": [300, 1000, 3000]})
     cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"curve_data_kinds": []})})
     curve = [p["imitation_tokens"] for p in sweep_points(cfg, ["base-s", "base-m"], both)

@@ -347,6 +347,36 @@ def diversity_table(data: dict[int, ImitationData]):
     return pd.DataFrame(rows)
 
 
+def task_generation_table(data: dict[int, ImitationData]):
+    """Per seed, the NQ-synthetic generation: the prompt pool, requests sent, question candidates the
+    teacher wrote (``proposed``), the valid new ones and their share, how many the suite used, and
+    the templated fallback."""
+    import pandas as pd
+
+    rows = []
+    for seed, d in data.items():
+        task, pool = d.summary["task_suite"], d.summary.get("pool", {})
+        rows.append({"seed": seed, "pool_prompts": pool.get("prompts"), "pool_individuals": pool.get("individuals"),
+                     "generation_requests": d.summary["task_generation_requests"],
+                     "proposed": task.get("proposed"), "valid": task.get("valid"), "valid_share": task.get("valid_share"),
+                     "generated_used": task["generated"], "fallback": task["fallback"], "task_prompts": task["total"]})
+    return pd.DataFrame(rows)
+
+
+def exposure_strata_table(data: dict[int, ImitationData]):
+    """Per seed, kind and budget: how many evaluation facts lie in each exposure stratum (0, 1-2, >=3),
+    and whether the budget was filled (only filled budgets are trained on)."""
+    import pandas as pd
+
+    rows = []
+    for seed, d in data.items():
+        for kind, budgets in d.summary["exposure"]["strata"].items():
+            for budget, counts in budgets.items():
+                rows.append({"seed": seed, "kind": kind, "budget": int(budget),
+                             "filled": d.summary["budgets"][kind][budget]["filled"], **counts})
+    return pd.DataFrame(rows).sort_values(["seed", "kind", "budget"]).reset_index(drop=True)
+
+
 def conversation_table(data: dict[int, ImitationData]):
     """Every conversation of every seed without its messages (for length plots)."""
     import pandas as pd

@@ -96,10 +96,10 @@ def sweep_points(cfg: Config, base_names: list[str], data: Any) -> list[dict[str
     """Every (base, kind, budget) run of the sweep, plus replay-only controls.
 
     Base models in ``train.curve_base_models`` (all when empty) are trained at every budget of the
-    kinds in ``train.curve_data_kinds`` (all when empty); every other (base, kind) pair at one
-    budget: the largest that every swept kind fills, so the kinds are compared at equal budgets (a
-    kind's own largest only when no budget is common) — the paper's own design (curves over
-    imitation amount for one base, a fixed amount across base sizes).
+    kinds in ``train.curve_data_kinds`` (all when empty); every other (base, kind) pair at that
+    kind's largest budget — the paper's own design (curves over imitation amount for one base, a
+    fixed amount across base sizes) — and also at the largest budget every swept kind fills, so the
+    kinds are compared at equal budgets on every base (one run when both are the same budget).
     """
     points = []
     wanted_bases = cfg.train.base_models or base_names
@@ -119,7 +119,7 @@ def sweep_points(cfg: Config, base_names: list[str], data: Any) -> list[dict[str
         for kind in cfg.train.data_kinds:
             budgets = budgets_of[kind]
             if base not in curve_bases or kind not in curve_kinds:
-                budgets = [max(common or budgets)]
+                budgets = sorted({max(budgets), *common[-1:]})
             for budget in budgets:
                 points.append({"base_model": base, "data_kind": kind, "imitation_tokens": int(budget)})
     return points
