@@ -313,7 +313,7 @@ def test_evaluate_models_end_to_end(tiny, tmp_path):
     assert set(benchmarks.task) == {"qa"} and set(benchmarks.model_id) == {m.model_id for m in models}
     assert pd.read_parquet(tmp_path / "samples.parquet").shape == samples.shape
     for model in models:
-        folder = tmp_path / "lm_eval" / model.model_id.replace("/", "_")
+        folder = tmp_path / "models" / model.model_id.replace("/", "_") / "lm_eval"  # one cached unit per model
         assert (folder / "results.json").exists() and (folder / "samples_imitlib_qa.jsonl").exists()
     raters = json.loads((tmp_path / "raters.json").read_text())
     assert raters["crowd_fact_weight"] == 0.25 and raters["crowd"]["weights"] == {f: 1.0 for f in FEATURES}
