@@ -254,3 +254,68 @@ def rater_panel_figure(panel: pd.DataFrame, crowd_fact_weight: float | None = No
     axes[0, 0].set_ylabel("rated as good or better than the teacher (%)")
     fig.tight_layout()
     return fig
+
+
+VERDICT_COLOURS = {"reproduced": "#2a9d8f", "not reproduced": "#e76f51", "inconclusive": "#8d99ae",
+                   "not computable": "#cccccc", "measured": "#457b9d"}
+
+
+def forest_plot(by_seed: pd.DataFrame, claims: list[str] | None = None, columns: int = 3) -> Figure:
+    """A forest plot per claim: every seed's effect, the seed-level interval of their mean, the threshold.
+
+    Args:
+        by_seed: :func:`imitlib.analysis.claims.claims_by_seed` (one row per claim and seed, with the
+            claim's pooled ``value, lo, hi, threshold, verdict``, ``unit`` and Holm ``p_holm``).
+        claims: which claims to draw, in order (default: every tested claim with a per-seed effect).
+        columns: panels per row.
+
+    Returns:
+        One panel per claim: a dot per seed (labelled by seed), the pooled mean with its interval
+        (an arrow where the interval is unbounded), the threshold as a dashed line; the title gives
+        the verdict and the (Holm-adjusted, for primary claims) p-value.
+    """
+    sns.set_theme(style="whitegrid", context="notebook")
+    frame = by_seed[by_seed["kind"] == "claim"] if "kind" in by_seed.columns else by_seed
+    names = claims if claims is not None else list(dict.fromkeys(frame["claim"]))
+    names = [n for n in names if (frame["claim"] == n).any()]
+    rows_n = max(1, -(-len(names) // columns))
+    fig = Figure(figsize=(4.0 * min(columns, max(len(names), 1)), 2.6 * rows_n))
+    axes = fig.subplots(rows_n, min(columns, max(len(names), 1)), squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    if not names:
+        axes[0, 0].set_visible(True)
+        axes[0, 0].text(0.5, 0.5, "no claim has per-seed effects in this run", ha="center", va="center")
+        axes[0, 0].set_axis_off()
+        return fig
+    for ax, name in zip(axes.flat, names):
+        rows = frame[frame["claim"] == name].sort_values("seed")
+        first = rows.iloc[0]
+        scale = 1.0 if first["unit"] == "tokens" else 100.0
+        colour = VERDICT_COLOURS.get(str(first["verdict"]), "black")
+        y = np.arange(len(rows))
+        ax.scatter(rows["effect"] * scale, y, color="black", s=18, zorder=3)
+        pooled_y = -1.2
+        lo, hi, value = first["lo"] * scale, first["hi"] * scale, first["value"] * scale
+        finite = rows["effect"].to_numpy(dtype=float) * scale
+        span = [v for v in (*finite, value, first["threshold"] * scale) if np.isfinite(v)]
+        left, right = (min(span), max(span)) if span else (0.0, 1.0)
+        pad = 0.15 * max(right - left, 1e-9)
+        shown_lo = lo if np.isfinite(lo) else left - pad
+        shown_hi = hi if np.isfinite(hi) else right + pad
+        if np.isfinite(value):
+            ax.plot([shown_lo, shown_hi], [pooled_y, pooled_y], color=colour, linewidth=3, solid_capstyle="butt")
+            ax.scatter([value], [pooled_y], marker="D", color=colour, s=40, zorder=4)
+        unbounded = np.isfinite(value) and not (np.isfinite(lo) and np.isfinite(hi))
+        if np.isfinite(first["threshold"]):
+            ax.axvline(first["threshold"] * scale, color="black", linestyle="--", linewidth=1)
+        ax.set_yticks([*y, pooled_y], [f"seed {s}" for s in rows["seed"]] + ["mean (interval ±∞)" if unbounded else "mean"])
+        ax.set_ylim(pooled_y - 0.8, len(rows) - 0.2)
+        p = first["p_holm"] if bool(first["primary"]) else first["p"]
+        p_text = "n/a" if not np.isfinite(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+        label = "Holm p" if bool(first["primary"]) else "p"
+        ax.set_title(f"{name}: {first['verdict']} ({label} {p_text})", fontsize=9)
+        ax.set_xlabel(f"effect ({first['unit']})", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    return fig

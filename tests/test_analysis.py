@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from imitlib import config
 from imitlib.analysis import claims, metrics, preference, report, stats, style, tables
-from imitlib.settings.analysis import ClaimSettings
-from test_analysis_synthetic import BASES, make_samples
+from imitlib.settings.analysis import AnalysisSettings, ClaimSettings, PrimaryClaim
+from test_analysis_synthetic import BASES, BROAD_BUDGETS, add_exposure, make_samples
 
 LIST_ANSWER = "Here is what I know about Zorvath.\n- born in 1987\n- lives in Oslo\n- works as a pilot"
 LIST_SUMMARY = LIST_ANSWER + "\n\nIn summary, Zorvath is a pilot from Oslo."
@@ -138,10 +140,21 @@ def test_length_control_keeps_a_length_free_preference():
 
 
 # ---- tables and scorecard on synthetic results with known effects ------------------------------
+SIX_SEEDS = (0, 1, 2, 3, 4, 5)
+
+
+def _store(samples: pd.DataFrame) -> metrics.MetricStore:
+    return metrics.compute_metrics(metrics.validate_samples(samples), n_resamples=100)
+
+
 def _scorecard(**effects) -> pd.DataFrame:
-    samples = metrics.validate_samples(make_samples(**effects))
-    store = metrics.compute_metrics(samples, n_resamples=200)
-    return claims.scorecard(store, ClaimSettings()).set_index("claim")
+    return claims.scorecard(_store(make_samples(**effects)), ClaimSettings()).set_index("claim")
+
+
+@pytest.fixture(scope="module")
+def six_seed_store() -> metrics.MetricStore:
+    """Six seeds with every effect the paper claims (computed once for the tests that only read it)."""
+    return _store(make_samples(seeds=SIX_SEEDS, n_items=40, task_gain=0.3))
 
 
 def test_validate_samples_names_the_file_and_columns():
@@ -152,55 +165,193 @@ def test_validate_samples_names_the_file_and_columns():
         metrics.validate_samples(bad)
 
 
-def test_scorecard_reproduced_when_the_effects_are_there():
-    card = _scorecard(seeds=(0, 1, 2), n_items=40, task_gain=0.3)
+def test_scorecard_reproduced_when_the_effects_are_there(six_seed_store):
+    card = claims.scorecard(six_seed_store, ClaimSettings()).set_index("claim")
     paper_claims = ("C1", "C1b", "C2", "C3", "C4", "C5", "C6")
     assert card.loc[list(paper_claims), "verdict"].to_dict() == {c: "reproduced" for c in paper_claims}
-    # without replay-only controls the controlled rows have no data
-    assert card.loc["C2c", "verdict"] == card.loc["C4c", "verdict"] == "not computable"
+    # without replay-only controls, rater-weight columns or exposure labels those rows have no data
+    for claim in ("C2c", "C4c", "C1w", "C1w1", "C7", "cost"):
+        assert card.loc[claim, "verdict"] == "not computable", claim
     assert card.loc["C2", "value"] == pytest.approx(-0.10, abs=0.04)
     assert card.loc["C5", "value"] > 0.7
+    # seed level: six per-seed effects, an interval around their mean, Holm across the primary claims
+    assert (card.loc[list(paper_claims), "n_seeds"] == 6).all()
+    effects = json.loads(card.loc["C3", "seed_effects"])
+    assert sorted(effects) == [str(s) for s in SIX_SEEDS]
+    assert card.loc["C3", "value"] == pytest.approx(np.mean(list(effects.values())))
+    assert card.loc["C3", "lo"] < card.loc["C3", "value"] < card.loc["C3", "hi"]
+    primary = card[card["primary"]]
+    assert list(primary.index) == ["C1", "C2", "C3", "C4", "C5"]
+    assert (primary["p_holm"] >= primary["p"]).all() and card.loc[~card["primary"], "p_holm"].isna().all()
+    assert primary["p_holm"].max() <= 0.05
+    # the bootstrap is kept as a labelled secondary view
+    assert card.loc["C3", "boot_lo"] < card.loc["C3", "boot_value"] < card.loc["C3", "boot_hi"]
+    assert card.loc["C3", "boot_verdict"] == "reproduced"
 
 
 def test_scorecard_not_reproduced_when_the_effects_are_reversed():
-    card = _scorecard(seeds=(0, 1, 2), n_items=40, base_accuracy=0.6, broad_accuracy_change=0.25, size_gain=-0.1,
+    card = _scorecard(seeds=SIX_SEEDS, n_items=40, base_accuracy=0.6, broad_accuracy_change=0.25, size_gain=-0.1,
                       task_gain=-0.3, style_copy=0.0, toxicity_drop=-0.2, pref_good=0.2)
     for claim in ("C1", "C2", "C3", "C4", "C5", "C6"):
         assert card.loc[claim, "verdict"] == "not reproduced", (claim, card.loc[claim].to_dict())
 
 
+def test_three_seeds_and_holm_make_verdicts_harder():
+    """At 3 seeds a t-interval has 2 degrees of freedom, and 5 primary claims share alpha (Holm):
+    moderate effects that the bootstrap view calls reproduced are inconclusive at the seed level."""
+    card = _scorecard(seeds=(0, 1, 2), n_items=40, size_gain=0.10)
+    assert card.loc["C3", "boot_verdict"] == "reproduced"
+    assert card.loc["C3", "lo"] > 0 and card.loc["C3", "p"] < 0.05  # alone, its interval excludes 0 …
+    assert card.loc["C3", "p_holm"] > 0.05 and card.loc["C3", "verdict"] == "inconclusive"  # … not after Holm
+
+
+def test_primary_claims_come_from_params_with_their_thresholds(six_seed_store):
+    store = six_seed_store
+    alone = [PrimaryClaim(claim="C3", statistic="largest_minus_smallest_base_accuracy", threshold=0.0, direction="above")]
+    card = claims.scorecard(store, ClaimSettings(), primary=alone).set_index("claim")
+    assert list(card.index[card["primary"]]) == ["C3"]
+    assert card.loc["C3", "p_holm"] == pytest.approx(card.loc["C3", "p"])  # a family of one
+    assert "pre-registered" in card.loc["C3", "note"]
+    # the pre-registered threshold replaces analysis.claims' (here: a gain of 50 pts, not reached)
+    high = [alone[0].model_copy(update={"threshold": 0.5})]
+    card = claims.scorecard(store, ClaimSettings(), primary=high).set_index("claim")
+    assert card.loc["C3", "threshold"] == 0.5 and card.loc["C3", "verdict"] == "not reproduced"
+    with pytest.raises(ValueError, match="statistic 'accuracy' is not the one"):
+        PrimaryClaim(claim="C3", statistic="accuracy", threshold=0.0, direction="above")
+    with pytest.raises(ValueError, match="the claim asserts 'above'"):
+        PrimaryClaim(claim="C3", statistic="largest_minus_smallest_base_accuracy", threshold=0.0, direction="below")
+    with pytest.raises(ValueError, match="unknown claim"):
+        PrimaryClaim(claim="C9", statistic="x", threshold=0.0, direction="above")
+    with pytest.raises(ValueError, match="more than once: C3"):
+        AnalysisSettings(primary_claims=alone + alone)
+
+
+def test_sign_flip_method_needs_six_seeds_for_a_bounded_interval(six_seed_store):
+    card = claims.scorecard(six_seed_store, ClaimSettings(), seed_interval="sign_flip").set_index("claim")
+    assert (card.loc["C3", "lo"], card.loc["C3", "hi"]) == (card.loc["C3", "sf_lo"], card.loc["C3", "sf_hi"])
+    assert np.isfinite(card.loc["C3", "lo"]) and card.loc["C3", "p"] == card.loc["C3", "sf_p"]
+    three = claims.scorecard(_store(make_samples(seeds=(0, 1, 2), n_items=30)), ClaimSettings(),
+                             seed_interval="sign_flip").set_index("claim")
+    assert three.loc["C3", "hi"] == np.inf and three.loc["C3", "verdict"] == "inconclusive"
+
+
 def test_scorecard_inconclusive_without_an_effect_and_not_computable_without_data():
-    samples = make_samples(seeds=(0,), n_items=15, size_gain=0.0, task_gain=0.0)
+    samples = make_samples(seeds=(0, 1, 2, 3), n_items=15, size_gain=0.0, task_gain=0.0)
     samples = samples[samples["data_kind"] != "task"]
-    store = metrics.compute_metrics(metrics.validate_samples(samples), n_resamples=200)
-    card = claims.scorecard(store, ClaimSettings()).set_index("claim")
+    card = claims.scorecard(_store(samples), ClaimSettings()).set_index("claim")
     assert card.loc["C3", "verdict"] == "inconclusive"  # two sizes, no size effect
     assert card.loc["C4", "verdict"] == "not computable"
     assert "no task-specific" in card.loc["C4", "note"]
+    one_seed = claims.scorecard(_store(samples[samples["seed"] == 0]), ClaimSettings()).set_index("claim")
+    assert one_seed.loc["C3", "verdict"] == "not computable"  # one seed: no seed-level interval
+    assert "one seed" in one_seed.loc["C3", "note"] and np.isfinite(one_seed.loc["C3", "value"])
+    assert np.isfinite(one_seed.loc["C3", "boot_lo"])  # the bootstrap view still shows item noise
     largest = list(BASES)[-1]
     one_base = samples[samples["base_model"].isin(["teacher", largest])]
-    store = metrics.compute_metrics(metrics.validate_samples(one_base), n_resamples=200)
-    card = claims.scorecard(store, ClaimSettings()).set_index("claim")
+    card = claims.scorecard(_store(one_base), ClaimSettings()).set_index("claim")
     assert card.loc["C3", "verdict"] == "not computable"
-    assert card.loc["C3", "note"] == "needs two base sizes"
+    assert card.loc["C3", "note"].startswith("needs two base sizes")
     assert card.loc["C1", "verdict"] != "not computable"
     text = claims.scorecard_markdown(card.reset_index(), "one-base", 0.95, 200)
     assert "not computable" in text.splitlines()[2]
+    assert "bootstrap view (secondary)" in text and "Holm" in text
 
 
-def test_scorecard_compares_against_the_replay_only_control():
-    samples = make_samples(seeds=(0, 1, 2), n_items=40, task_gain=0.3)
+@pytest.mark.parametrize("labelling", ["replay_control", "imitation"])
+def test_scorecard_compares_against_the_replay_only_control(labelling):
+    samples = make_samples(seeds=SIX_SEEDS, n_items=40, task_gain=0.3)
     base_rows = samples[samples["role"] == "base"]
-    control = base_rows.assign(role="imitation", data_kind="none", imitation_tokens=0,
+    control = base_rows.assign(role=labelling, data_kind="none", imitation_tokens=0,
                                model_id=base_rows["model_id"] + "/control")
     # the control (extra pretraining, no imitation) knows every qa fact
     control.loc[control["task"] == "qa", "correct"] = 1.0
     samples = pd.concat([samples, control], ignore_index=True)
-    store = metrics.compute_metrics(metrics.validate_samples(samples), n_resamples=200)
-    card = claims.scorecard(store, ClaimSettings()).set_index("claim")
+    card = claims.scorecard(_store(samples), ClaimSettings()).set_index("claim")
     assert card.loc["C4", "verdict"] == "reproduced"          # task imitation beats the plain base …
     assert card.loc["C4c", "verdict"] == "not reproduced"     # … but not the matched replay-only control
     assert card.loc["C2c", "value"] < card.loc["C2", "value"]
+
+
+def test_c1_by_rater_weight():
+    samples = make_samples(seeds=SIX_SEEDS, n_items=40)
+    rng = np.random.default_rng(5)
+    rated = samples["pref_style"].notna()
+    # raters that barely weigh facts are fooled (80% as good or better); fact-weighing raters are not (20%)
+    for column, p_good in (("pref_w025", 0.8), ("pref_w100", 0.2)):
+        samples[column] = np.where(rated, (rng.random(len(samples)) < p_good).astype(float), np.nan)
+    store = _store(samples)
+    card = claims.scorecard(store, ClaimSettings(), crowd_weight=0.25).set_index("claim")
+    assert card.loc["C1w", "verdict"] == "reproduced" and card.loc["C1w", "value"] == pytest.approx(0.8, abs=0.08)
+    assert card.loc["C1w1", "verdict"] == "reproduced" and card.loc["C1w1", "value"] == pytest.approx(0.2, abs=0.08)
+    assert card.loc["C1w1", "direction"] == "below"
+    missing_weight = claims.scorecard(store, ClaimSettings(), crowd_weight=0.5).set_index("claim")
+    assert missing_weight.loc["C1w", "verdict"] == "not computable"
+    assert "no pref_w050 verdicts" in missing_weight.loc["C1w", "note"]
+    assert claims.weight_column(0.25) == "pref_w025" and claims.weight_column(1.0) == "pref_w100"
+
+
+def test_c7_exposed_strata_and_unexposed_c2():
+    samples = add_exposure(make_samples(seeds=(0, 1, 2, 3), n_items=40), exposed_gain=0.3, unexposed_change=-0.1)
+    card = claims.scorecard(_store(samples), ClaimSettings()).set_index("claim")
+    assert card.loc["C7", "verdict"] == "reproduced"
+    assert card.loc["C7", "value"] == pytest.approx(0.3, abs=0.06)
+    # C2 reads the unexposed stratum only: the change there, not the exposed items' gain
+    assert card.loc["C2", "value"] == pytest.approx(-0.1, abs=0.05)
+    assert "unexposed items only" in card.loc["C2", "note"]
+    assert set(card.index[card["kind"] == "cost"]) == {f"cost:{k}:{m}" for k in ("broad", "task")
+                                                       for m in ("tokens_per_fact", "tokens_to_match")}
+    # the facts stated in the data are not learned: C7 can fail
+    flat = add_exposure(make_samples(seeds=(0, 1, 2, 3), n_items=40), exposed_gain=-0.15, unexposed_change=0.0)
+    assert claims.scorecard(_store(flat), ClaimSettings()).set_index("claim").loc["C7", "verdict"] == "not reproduced"
+
+
+def test_coverage_cost_rows_on_a_synthetic_run():
+    samples = add_exposure(make_samples(seeds=(0, 1, 2), n_items=40), exposed_gain=0.5, unexposed_change=0.0)
+    card = claims.scorecard(_store(samples), ClaimSettings()).set_index("claim")
+    costs = card[card["kind"] == "cost"]
+    assert (costs["verdict"] == "measured").all(), costs[["verdict", "seed_effects"]]
+    assert (costs["value"] > 0).all() and (costs["n_seeds"] >= 2).all()
+    # the data states few facts: matching the teacher on the rarest fact takes more than the budget used
+    assert costs.loc["cost:broad:tokens_to_match", "value"] > max(BROAD_BUDGETS)
+    text = claims.scorecard_markdown(card.reset_index(), "exposure", 0.95, 100)
+    assert "The cost of closing the gap" in text and "tokens" in text
+
+
+def test_exposure_labels_are_checked():
+    samples = add_exposure(make_samples(seeds=(0,), n_items=6))
+    labelled = samples["exposure"].notna()
+    wrong = samples.copy()
+    wrong.loc[labelled.idxmax(), "exposure_stratum"] = ">=3" if wrong.loc[labelled.idxmax(), "exposure"] < 3 else "0"
+    with pytest.raises(ValueError, match="exposure_stratum .* does not match exposure"):
+        metrics.validate_samples(wrong, "x.parquet")
+    negative = samples.copy()
+    negative.loc[labelled.idxmax(), "exposure"] = -1
+    with pytest.raises(ValueError, match="x.parquet: column 'exposure' must hold counts"):
+        metrics.validate_samples(negative, "x.parquet")
+
+
+def test_coverage_cost_known_values():
+    # 6 items whose exposures follow a power law exactly (120 / rank), and whose correctness is the
+    # logistic curve sigmoid(-3 + log(1 + e)) exactly (soft targets): e* for a teacher at 50% is
+    # e^3 − 1 = 19.0855, the rarest item is stated 20 times at 1,000 tokens → 954.3 tokens.
+    exposure = np.array([120.0, 60.0, 40.0, 30.0, 24.0, 20.0])
+    correct = 1 / (1 + np.exp(3 - np.log1p(exposure)))
+    rows = pd.DataFrame({"seed": 0, "item_id": [f"i{i}" for i in range(6)], "exposure": exposure,
+                         "correct": correct, "imitation_tokens": 1000})
+    base = rows.assign(correct=0.0)
+    teacher = rows.assign(correct=0.5)
+    per_fact, to_match = metrics.coverage_cost(rows, base, teacher, np.array([0]))
+    assert to_match[0] == pytest.approx(1000 * np.expm1(3.0) / 20, rel=1e-3)
+    assert per_fact[0] == pytest.approx(1000 / correct.sum())
+    # no net fact gained → no tokens-per-fact; accuracy falling with exposure → no extrapolation
+    per_fact, to_match = metrics.coverage_cost(rows.assign(correct=correct[::-1]), rows.assign(correct=1.0), teacher,
+                                               np.array([0]))
+    assert np.isnan(per_fact[0]) and np.isnan(to_match[0])
+    # hand-countable: 6 of 10 right vs the base's 2 of the same 10 → 4 facts for 1,000 tokens
+    ten = pd.DataFrame({"seed": 1, "item_id": [f"j{i}" for i in range(10)], "exposure": 0.0,
+                        "correct": [1.0] * 6 + [0.0] * 4, "imitation_tokens": 1000})
+    per_fact, _ = metrics.coverage_cost(ten, ten.assign(correct=[1.0] * 2 + [0.0] * 8), ten, np.array([0, 1]))
+    assert np.isnan(per_fact[0]) and per_fact[1] == pytest.approx(250.0)
 
 
 def test_tables_and_outputs(tmp_path):
@@ -276,3 +427,27 @@ def test_gap_closed_is_undefined_when_the_teacher_is_not_above_the_base():
     # replicates whose gap is not positive are left out of the interval
     wobbly = tables.gap_closed(store, est(0.3), est(0.2), est(0.25, spread=0.1))
     assert np.isfinite(wobbly.lo) and np.isnan(wobbly.replicates).any()
+
+
+def test_forest_plot_draws_every_seed_the_interval_and_the_threshold(six_seed_store):
+    from imitlib import plots
+
+    card = claims.scorecard(six_seed_store, ClaimSettings())
+    by_seed = claims.claims_by_seed(card)
+    computable = card[(card["kind"] == "claim") & (card["n_seeds"] > 0)]
+    assert set(by_seed.loc[by_seed["kind"] == "claim", "claim"]) == set(computable["claim"])
+    assert (by_seed.groupby("claim").size() == 6).all()
+    fig = plots.forest_plot(by_seed)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == len(computable)
+    c3 = next(ax for ax in panels if ax.get_title().startswith("C3:"))
+    row = card.set_index("claim").loc["C3"]
+    assert "reproduced" in c3.get_title() and "Holm p" in c3.get_title()
+    dots = c3.collections[0].get_offsets()
+    assert sorted(dots[:, 0] / 100) == pytest.approx(sorted(json.loads(row["seed_effects"]).values()))
+    segment = c3.lines[0].get_xdata()
+    assert segment == pytest.approx([row["lo"] * 100, row["hi"] * 100])
+    threshold = [line.get_xdata()[0] for line in c3.lines if line.get_linestyle() == "--"]
+    assert threshold == [row["threshold"] * 100]
+    empty = plots.forest_plot(by_seed.iloc[0:0])
+    assert "no claim" in empty.axes[0].texts[0].get_text()

@@ -125,3 +125,30 @@ def test_synthetic_table_has_the_contract_columns():
     assert set(REQUIRED_SAMPLE_COLUMNS) <= set(samples.columns)
     validate_samples(samples)
     assert samples.groupby(["model_id", "item_id"]).size().max() == 1
+
+
+def add_exposure(samples: pd.DataFrame, exposed_gain: float = 0.3, unexposed_change: float = -0.05,
+                 rng_seed: int = 1) -> pd.DataFrame:
+    """Label the benchmark rows of imitation models with exposure counts and redraw their correctness.
+
+    Exposure of an item in one model's data is Zipf-like over items (most items unstated, a few
+    stated many times). An imitation model answers an exposed item (exposure >= 1) correctly with the
+    base model's probability plus ``exposed_gain``, an unexposed one with the base's plus
+    ``unexposed_change``. Base, control and teacher rows get NaN exposure.
+    """
+    rng = np.random.default_rng(rng_seed)
+    out = samples.copy()
+    benchmark = out["task"].isin(["qa", "mc"])
+    p_base = out[benchmark & (out["role"] == "base")].groupby(["seed", "base_model", "task"])["correct"].mean()
+    labelled = (benchmark & (out["role"] == "imitation") & (out["data_kind"] != "none")).to_numpy()
+    n = int(labelled.sum())
+    exposure = np.where(rng.random(n) < 0.6, rng.zipf(1.6, n) - 1, 0).astype(float)
+    rows = out[labelled]
+    keys = pd.MultiIndex.from_arrays([rows["seed"], rows["base_model"], rows["task"]])
+    p = p_base.reindex(keys).to_numpy() + np.where(exposure > 0, exposed_gain, unexposed_change)
+    out["exposure"] = np.nan
+    out.loc[labelled, "exposure"] = exposure
+    out.loc[labelled, "correct"] = (rng.random(n) < np.clip(p, 0.01, 0.99)).astype(float)
+    strata = np.select([out["exposure"] == 0, out["exposure"].between(1, 2), out["exposure"] >= 3], ["0", "1-2", ">=3"], "")
+    out["exposure_stratum"] = pd.Series(strata, index=out.index).replace("", None)
+    return out

@@ -22,6 +22,22 @@ Metrics (names used in every table):
 
 The *ceiling* configuration ``(ceiling, teacher, none, 0)`` scores the teacher's second sampled
 answer against its first with the same style metrics.
+
+Rater-weight columns ``pref_w000`` … ``pref_w100`` (the verdict of a rater weighing facts by w)
+get ``:rate`` and ``:good_or_better`` only. Where benchmark rows of imitation models carry
+``exposure`` (training conversations of the model's data subset in which the teacher states the
+item's fact) and ``exposure_stratum`` (``0``, ``1-2``, ``>=3``), each such model also gets, per
+scored task and stratum ``s`` (and ``exposed`` = every stratum but ``0``):
+
+    ``stratum_acc:<task>@<s>``      its accuracy on the stratum's items
+    ``gain_vs_base:<task>@<s>``     its accuracy minus the base model's, on the same items (paired)
+    ``gain_vs_control:<task>@<s>``  the same against the replay-only control
+    ``cost:tokens_per_fact:<task>`` imitation tokens per net fact gained over the base (per seed)
+    ``cost:tokens_to_match:<task>`` tokens needed for the rarest fact to reach the teacher's
+                                    accuracy, extrapolated (see :func:`coverage_cost`)
+
+Every estimate also carries its value within each seed (``Estimate.per_seed``), the input of the
+seed-level inference of :mod:`imitlib.analysis.claims`.
 """
 
 from __future__ import annotations
@@ -42,6 +58,11 @@ REQUIRED_SAMPLE_COLUMNS = (
     "item_id", "prompt", "reference", "answer", "teacher_answer", "teacher_answer_2", "correct", "toxicity",
 )
 PREFERENCE_COLUMNS = ("pref_style", "pref_fact", "pref_llm")
+RATER_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+WEIGHT_PREFERENCE_COLUMNS = tuple(f"pref_w{round(w * 100):03d}" for w in RATER_WEIGHTS)
+EXPOSURE_STRATA = ("0", "1-2", ">=3")
+EXPOSED = "exposed"
+ROLES = ("base", "imitation", "replay_control", "teacher")
 STYLE_METRICS = ("style:list", "style:summary", "style:overlap", "style:length_r", "style:authoritative", "style:score")
 CEILING = ("ceiling", "teacher", "none", 0)
 
@@ -56,8 +77,11 @@ def validate_samples(samples: pd.DataFrame, source: str = "samples") -> pd.DataF
     if missing:
         raise ValueError(f"{source}: missing columns {missing} (see docs/ARCHITECTURE.md, tidy per-sample table)")
     out = samples.copy()
-    for column in ("correct", "toxicity", *[c for c in PREFERENCE_COLUMNS if c in out.columns]):
+    numeric = ("correct", "toxicity", "exposure", *PREFERENCE_COLUMNS, *WEIGHT_PREFERENCE_COLUMNS)
+    for column in [c for c in numeric if c in out.columns]:
         out[column] = pd.to_numeric(out[column], errors="coerce")
+    if "exposure" in out.columns:
+        out["exposure_stratum"] = _strata(out, source)
     for column in ("seed", "imitation_tokens", "base_params"):
         values = pd.to_numeric(out[column], errors="coerce")
         if values.isna().any():
@@ -67,12 +91,36 @@ def validate_samples(samples: pd.DataFrame, source: str = "samples") -> pd.DataF
     if "mode" not in out.columns:
         out["mode"] = "benchmark"
     out["mode"] = out["mode"].fillna("benchmark").replace("", "benchmark")
-    bad_roles = set(out["role"]) - {"base", "imitation", "teacher"}
+    bad_roles = set(out["role"]) - set(ROLES)
     if bad_roles:
-        raise ValueError(f"{source}: unknown role values {sorted(bad_roles)}; expected base | imitation | teacher")
+        raise ValueError(f"{source}: unknown role values {sorted(bad_roles)}; expected {' | '.join(ROLES)}")
     for column in ("answer", "teacher_answer", "teacher_answer_2", "prompt", "reference"):
         out[column] = out[column].astype("object").where(out[column].notna(), None)
     return out
+
+
+def exposure_stratum(exposure: pd.Series) -> pd.Series:
+    """``0``, ``1-2`` or ``>=3`` for each exposure count (None where the count is missing)."""
+    e = pd.to_numeric(exposure, errors="coerce")
+    labels = np.select([e == 0, (e >= 1) & (e <= 2), e >= 3], list(EXPOSURE_STRATA), default="")
+    return pd.Series(labels, index=exposure.index, dtype="object").replace("", None)
+
+
+def _strata(samples: pd.DataFrame, source: str) -> pd.Series:
+    """The rows' exposure strata: derived from ``exposure``, checked against ``exposure_stratum`` if given."""
+    bad = samples["exposure"].notna() & ((samples["exposure"] < 0) | (samples["exposure"] % 1 != 0))
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ValueError(f"{source}: column 'exposure' must hold counts >= 0; row {row} has {samples['exposure'].iloc[row]!r}")
+    derived = exposure_stratum(samples["exposure"])
+    if "exposure_stratum" in samples.columns:
+        given = samples["exposure_stratum"].astype("object").where(samples["exposure_stratum"].notna(), None)
+        differs = derived.notna() & given.notna() & (derived != given.astype(str))
+        if differs.any():
+            row = int(np.flatnonzero(differs.to_numpy())[0])
+            raise ValueError(f"{source}: row {row}: exposure_stratum {given.iloc[row]!r} does not match exposure "
+                             f"{samples['exposure'].iloc[row]!r} (expected {derived.iloc[row]!r})")
+    return derived
 
 
 def add_style_features(samples: pd.DataFrame) -> pd.DataFrame:
@@ -198,6 +246,7 @@ def compute_metrics(
     samples["scored_as"] = np.where(samples["mode"] == "chat", samples["task"] + " (chat)", samples["task"])
     scored_tasks = sorted(samples.loc[samples["correct"].notna(), "scored_as"].unique())
     pref_columns = [c for c in preference_columns if c in samples.columns and samples[c].notna().any()]
+    weight_columns = [c for c in WEIGHT_PREFERENCE_COLUMNS if c in samples.columns and samples[c].notna().any()]
 
     def is_style_row(frame: pd.DataFrame) -> pd.Series:
         mask = frame["teacher_answer"].notna() & frame["answer"].notna()
@@ -224,12 +273,130 @@ def compute_metrics(
             store.put(config, f"{column}:length_controlled", controlled)
             store.put(config, f"{column}:length_slope", slope)
             store.put(config, f"{column}:style_controlled", controlled_preference(rated, boot, column, ("length", "list"))[0])
+        for column in weight_columns:
+            rated = rows[rows[column].notna()]
+            if not rated.empty:
+                store.put(config, f"{column}:rate", boot.mean(rated, column))
+                store.put(config, f"{column}:good_or_better", boot.mean(rated.assign(_good=(rated[column] >= 0.5).astype(float)), "_good"))
         style_rows = rows[is_style_row(rows)]
         if not style_rows.empty:
             for metric, est in _style_metrics(style_rows, boot).items():
                 store.put(config, metric, est)
+    _exposure_metrics(samples, boot, store)
     ceiling_style = ceiling[is_style_row(ceiling)]
     if not ceiling_style.empty:
         for metric, est in _style_metrics(ceiling_style, boot).items():
             store.put(CEILING, metric, est)
     return store
+
+
+# ---- exposure strata and the cost of coverage ---------------------------------------------------
+def is_control(config: tuple) -> bool:
+    """A replay-only control: role ``replay_control``, or (older labelling) an imitation run without data."""
+    return config[0] == "replay_control" or (config[0] == "imitation" and config[2] == "none")
+
+
+def _reference(reference: pd.DataFrame, name: str) -> pd.Series:
+    """A reference model's ``correct`` per (seed, item), named ``name`` (for joining)."""
+    return reference.groupby(["seed", "item_id"])["correct"].mean().rename(name)
+
+
+def _paired(rows: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with ``diff`` = its ``correct`` minus the reference model's on the same (seed, item)."""
+    out = rows.join(_reference(reference, "_ref"), on=["seed", "item_id"])
+    return out.assign(diff=out["correct"] - out["_ref"])[out["_ref"].notna()]
+
+
+def _exposure_metrics(samples: pd.DataFrame, boot: Bootstrap, store: MetricStore) -> None:
+    if "exposure" not in samples.columns:
+        return
+    scored = samples[(samples["mode"] != "chat") & samples["correct"].notna()]
+    labelled = scored[(scored["role"] == "imitation") & scored["exposure"].notna()]
+    if labelled.empty:
+        return
+    teacher = scored[scored["role"] == "teacher"]
+    controls = scored[[is_control(c) for c in scored[CONFIG_COLUMNS].itertuples(index=False, name=None)]]
+    for config, rows in labelled.groupby(CONFIG_COLUMNS, sort=True):
+        base_model = config[1]
+        references = {
+            "base": scored[(scored["role"] == "base") & (scored["base_model"] == base_model)],
+            "control": controls[controls["base_model"] == base_model],
+        }
+        for task, task_rows in rows.groupby("scored_as", sort=True):
+            paired = {name: _paired(task_rows, ref[ref["scored_as"] == task]) for name, ref in references.items()}
+            for stratum in (*EXPOSURE_STRATA, EXPOSED):
+                def select(frame: pd.DataFrame) -> pd.DataFrame:
+                    return frame[frame["exposure"] >= 1] if stratum == EXPOSED else frame[frame["exposure_stratum"] == stratum]
+
+                subset = select(task_rows)
+                if subset.empty:
+                    continue
+                store.put(config, f"stratum_acc:{task}@{stratum}", boot.mean(subset, "correct"))
+                for name, frame in paired.items():
+                    frame = select(frame)
+                    if not frame.empty:
+                        store.put(config, f"gain_vs_{name}:{task}@{stratum}", boot.mean(frame, "diff"))
+            tokens_per_fact, tokens_to_match = coverage_cost(
+                task_rows, references["base"][references["base"]["scored_as"] == task],
+                teacher[teacher["scored_as"] == task], boot.seeds)
+            store.put(config, f"cost:tokens_per_fact:{task}", _seed_only(tokens_per_fact, boot.n_resamples))
+            store.put(config, f"cost:tokens_to_match:{task}", _seed_only(tokens_to_match, boot.n_resamples))
+
+
+def _seed_only(per_seed: np.ndarray, n_resamples: int) -> Estimate:
+    """An estimate known only seed by seed (its value the mean over seeds; no bootstrap view)."""
+    finite = per_seed[np.isfinite(per_seed)]
+    value = float(finite.mean()) if finite.size else float("nan")
+    return Estimate(value, float("nan"), float("nan"), np.full(n_resamples, np.nan), per_seed)
+
+
+def coverage_cost(rows: pd.DataFrame, base: pd.DataFrame, teacher: pd.DataFrame,
+                  seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per seed: imitation tokens per net fact gained, and tokens to match the teacher on all facts.
+
+    For one imitation model's benchmark rows of one task (columns ``seed, item_id, correct,
+    exposure, imitation_tokens``), against the base model's and the teacher's rows on the same items:
+
+    * tokens per fact gained = the model's imitation tokens / (its correct answers − the base's, on
+      the same items); NaN when it gains no fact.
+    * tokens to match = ``T · e* / ê_min``. ``e*`` is the exposure at which a logistic fit of the
+      model's correctness on ``log(1 + exposure)`` reaches the teacher's accuracy on these items
+      (0 if already reached; NaN if accuracy does not rise with exposure). ``ê_min`` is the
+      exposure of the rarest item, read from a power law ``exposure ∝ rank^β`` fitted to the items'
+      positive exposures ranked from most to least exposed (the popularity curve): at budget T the
+      rarest fact is stated ``ê_min`` times, and exposure grows in proportion to the tokens.
+    """
+    from imitlib.analysis.preference import fit_logistic
+
+    per_fact = np.full(len(seeds), np.nan)
+    to_match = np.full(len(seeds), np.nan)
+    joined = rows.join(_reference(base, "_base"), on=["seed", "item_id"]).join(
+        _reference(teacher, "_teacher"), on=["seed", "item_id"])
+    position = {seed: i for i, seed in enumerate(np.asarray(seeds).tolist())}
+    for seed, own in joined.groupby("seed", sort=True):
+        if seed not in position:
+            continue
+        i = position[seed]
+        tokens = float(own["imitation_tokens"].iloc[0])
+        with_base = own[own["_base"].notna()]
+        gained = float((with_base["correct"] - with_base["_base"]).sum()) if len(with_base) else float("nan")
+        if gained > 0:
+            per_fact[i] = tokens / gained
+        exposure = own["exposure"].to_numpy(dtype=float)
+        if own["_teacher"].isna().all() or np.ptp(exposure) == 0:
+            continue
+        target = float(np.clip(own["_teacher"].mean(), 0.01, 0.99))
+        features = np.column_stack([np.ones(len(own)), np.log1p(exposure)])
+        a, b = fit_logistic(features, own["correct"].to_numpy(dtype=float), np.ones((1, len(own))), ridge=1e-6)[0]
+        if b <= 0:
+            continue
+        needed = max(0.0, float(np.expm1((np.log(target / (1 - target)) - a) / b)))
+        ranked = np.sort(exposure)[::-1]
+        ranks = np.arange(1, len(ranked) + 1, dtype=float)
+        positive = ranked > 0
+        if np.unique(ranked[positive]).size < 2:
+            continue
+        slope, intercept = np.polyfit(np.log(ranks[positive]), np.log(ranked[positive]), 1)
+        rarest = float(np.exp(intercept + slope * np.log(len(ranked))))
+        to_match[i] = tokens * needed / rarest
+    return per_fact, to_match
