@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -360,6 +360,8 @@ def _infer(store: MetricStore, rows: list[_Row], pre: dict[str, PrimaryClaim], c
             note = f"{note}; {inf.reason}" if note and inf.n else (note or inf.reason)
         if is_primary:
             note = f"{note}; threshold pre-registered" if note else "threshold pre-registered"
+        if row.kind == "cost":  # measured, not tested against a threshold: no p-values
+            inf = replace(inf, t_p=float("nan"), sf_p=float("nan"))
         effects = {str(s): round(float(e), 6) for s, e in zip(seeds.tolist(), inf.effects) if np.isfinite(e)}
         out.append(dict(
             claim=row.claim, kind=row.kind, primary=is_primary, statement=row.statement, statistic=row.statistic,
