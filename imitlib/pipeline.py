@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -226,6 +227,39 @@ def run(
     return cfg
 
 
+# a tqdm bar as it prints: "desc:  40%|####      | 2/5 [00:01<00:02,  1.5it/s]" (no total: "7it [00:01, 5.1it/s]")
+PROGRESS_BAR = re.compile(r"^.*?(\d+%\|[^|]*\|\s*\S+/\S+|\d+[A-Za-z/]*)\s+\[\d+:\d\d[^\]]*\]$")
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def _is_bar(text: str) -> bool:
+    return bool(PROGRESS_BAR.match(text.strip()))
+
+
+def without_progress_bars(outputs: list) -> list:
+    """A code cell's outputs without progress bars (for the report): stderr lines that are bars, with
+    every ``\\r`` redraw, are dropped, other stderr lines kept; progress widgets are dropped."""
+    kept = []
+    for output in outputs:
+        if output.get("output_type") == "stream" and output.get("name") == "stderr":
+            lines = []
+            for line in output.get("text", "").split("\n"):
+                parts = [part for part in line.split("\r") if part.strip()]
+                rest = [part for part in parts if not _is_bar(part)]
+                if parts and not rest:
+                    continue
+                lines.append(rest[-1] if rest else line)
+            text = "\n".join(lines)
+            if not text.strip():
+                continue
+            output["text"] = text
+        elif output.get("output_type") == "display_data" and WIDGET in output.get("data", {}) \
+                and _is_bar(str(output["data"].get("text/plain", ""))):
+            continue
+        kept.append(output)
+    return kept
+
+
 def build_report(cfg: Config) -> Path:
     """Concatenate the executed notebooks of a run into ``outputs/<run>/report.html``."""
     import nbformat
@@ -245,6 +279,8 @@ def build_report(cfg: Config) -> Path:
         for cell in nb.cells:
             if "parameters" in cell.metadata.get("tags", []) or "injected-parameters" in cell.metadata.get("tags", []):
                 continue
+            if cell.cell_type == "code":
+                cell.outputs = without_progress_bars(cell.get("outputs", []))
             combined.cells.append(cell)
     exporter = HTMLExporter()
     exporter.exclude_input_prompt = True

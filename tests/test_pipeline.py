@@ -143,3 +143,18 @@ def test_up_to_date_notebooks_are_not_executed_again(tmp_path: Path) -> None:
         go(overrides={"train.lr": 7e-4})
     assert not (run_dir / "notebooks" / "02_second.done.json").exists()
     assert (run_dir / "notebooks" / "01_first.done.json").exists()
+
+
+def test_the_report_carries_no_progress_bars(tmp_path: Path) -> None:
+    nb_dir = tmp_path / "notebooks"
+    nb_dir.mkdir()
+    _notebook(nb_dir / "01_bars.ipynb",
+              "import sys\nfrom tqdm import tqdm\n"
+              "for _ in tqdm(range(3), desc='Loading checkpoint ' + 'shards', file=sys.stderr, mininterval=0): pass\n"
+              "print('[01 seed 0] kept log line', file=sys.stderr)\nprint('stdout result')")
+    cfg = run(["params/smoke.yaml"], {"run.output_root": str(tmp_path / "out")}, run_name="bars", notebook_dir=nb_dir)
+    executed = nbformat.read(cfg.run_dir / "notebooks" / "01_bars.ipynb", as_version=4)
+    assert "Loading checkpoint shards" in json.dumps(executed.cells[-1].outputs)  # the executed notebook keeps them
+    html = (cfg.run_dir / "report.html").read_text()
+    assert "Loading checkpoint shards" not in html and "it/s" not in html
+    assert "kept log line" in html and "stdout result" in html
