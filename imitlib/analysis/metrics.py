@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from imitlib.analysis import style
-from imitlib.analysis.preference import controlled_preference
+from imitlib.analysis.preference import controlled_preference, fit_logistic
 from imitlib.analysis.stats import Bootstrap, Estimate
 
 CONFIG_COLUMNS = ["role", "base_model", "data_kind", "imitation_tokens"]
@@ -366,8 +366,6 @@ def coverage_cost(rows: pd.DataFrame, base: pd.DataFrame, teacher: pd.DataFrame,
       positive exposures ranked from most to least exposed (the popularity curve): at budget T the
       rarest fact is stated ``ê_min`` times, and exposure grows in proportion to the tokens.
     """
-    from imitlib.analysis.preference import fit_logistic
-
     per_fact = np.full(len(seeds), np.nan)
     to_match = np.full(len(seeds), np.nan)
     joined = rows.join(_reference(base, "_base"), on=["seed", "item_id"]).join(
