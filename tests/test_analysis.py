@@ -320,6 +320,10 @@ def test_coverage_cost_rows_on_a_synthetic_run():
 def test_exposure_labels_are_checked():
     samples = add_exposure(make_samples(seeds=(0,), n_items=6))
     labelled = samples["exposure"].notna()
+    # the evaluation writes a nullable integer column (pd.NA off the labelled rows)
+    nullable = metrics.validate_samples(samples.assign(exposure=samples["exposure"].astype("Int64")))
+    assert nullable["exposure"].dtype == "float64"
+    assert nullable["exposure_stratum"].tolist() == metrics.validate_samples(samples)["exposure_stratum"].tolist()
     wrong = samples.copy()
     wrong.loc[labelled.idxmax(), "exposure_stratum"] = ">=3" if wrong.loc[labelled.idxmax(), "exposure"] < 3 else "0"
     with pytest.raises(ValueError, match="exposure_stratum .* does not match exposure"):

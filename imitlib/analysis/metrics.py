@@ -78,8 +78,8 @@ def validate_samples(samples: pd.DataFrame, source: str = "samples") -> pd.DataF
         raise ValueError(f"{source}: missing columns {missing} (see docs/ARCHITECTURE.md, tidy per-sample table)")
     out = samples.copy()
     numeric = ("correct", "toxicity", "exposure", *PREFERENCE_COLUMNS, *WEIGHT_PREFERENCE_COLUMNS)
-    for column in [c for c in numeric if c in out.columns]:
-        out[column] = pd.to_numeric(out[column], errors="coerce")
+    for column in [c for c in numeric if c in out.columns]:  # nullable integers (Int64) become floats with NaN
+        out[column] = pd.to_numeric(out[column], errors="coerce").astype("float64")
     if "exposure" in out.columns:
         out["exposure_stratum"] = _strata(out, source)
     for column in ("seed", "imitation_tokens", "base_params"):
