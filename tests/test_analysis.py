@@ -374,6 +374,10 @@ def test_tables_and_outputs(tmp_path):
     base_list = t2[(t2["column"] == "base") & (t2["metric"] == "style:list")]
     assert (base_list["value"] == 0.0).all()
     files = report.write_outputs(result, cfg)
+    by_seed = pd.read_csv(files["metrics_by_seed"])
+    assert set(by_seed["seed"]) == {0, 1}
+    c3 = pd.read_csv(files["claims_by_seed"]).query("claim == 'C3'")
+    assert sorted(c3["seed"]) == [0, 1] and c3["effect"].notna().all()
     text = (cfg.run_dir / "scorecard.md").read_text()
     assert "| C5 |" in text and "reproduced" in text
     assert pd.read_csv(files["table1"]).shape[0] == len(result.table1)

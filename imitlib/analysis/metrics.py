@@ -190,6 +190,18 @@ class MetricStore:
         frame = pd.DataFrame(rows, columns=[*CONFIG_COLUMNS, "base_params", "metric", "value", "lo", "hi"])
         return frame.sort_values(["metric", "base_params", "role", "data_kind", "imitation_tokens"]).reset_index(drop=True)
 
+    def seed_frame(self) -> pd.DataFrame:
+        """Long table of per-seed values: one row per (configuration, metric, seed) with data."""
+        seeds = self.bootstrap.seeds.tolist()
+        rows = []
+        for (config, metric), est in self.estimates.items():
+            for seed, value in zip(seeds, self.bootstrap.per_seed(est)):
+                if np.isfinite(value):
+                    rows.append({**dict(zip(CONFIG_COLUMNS, config)), "base_params": self.base_params.get(config[1], 0),
+                                 "metric": metric, "seed": int(seed), "value": float(value)})
+        frame = pd.DataFrame(rows, columns=[*CONFIG_COLUMNS, "base_params", "metric", "seed", "value"])
+        return frame.sort_values(["metric", "base_params", "role", "data_kind", "imitation_tokens", "seed"]).reset_index(drop=True)
+
 
 def _style_metrics(rows: pd.DataFrame, boot: Bootstrap) -> dict[str, Estimate]:
     out: dict[str, Estimate] = {}

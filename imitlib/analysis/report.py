@@ -132,6 +132,7 @@ def write_outputs(result: AnalysisResult, cfg: Config, benchmarks_by_seed: pd.Da
             result.preference, ["base_model", "role", "data_kind", "imitation_tokens"], "measure")),
         "style_factuality": _write_csv(result.style_factuality, out / "style_factuality.csv"),
         "metrics": _write_csv(result.store.frame(), out / "all_metrics.csv"),
+        "metrics_by_seed": _write_csv(result.store.seed_frame(), out / "metrics_by_seed.csv"),
         "scorecard_csv": _write_csv(result.scorecard, out / "scorecard.csv"),
         "claims_by_seed": _write_csv(claims.claims_by_seed(result.scorecard), out / "claims_by_seed.csv"),
         "scorecard": atomic_write_text(cfg.run_dir / "scorecard.md", result.scorecard_markdown),
