@@ -75,5 +75,17 @@ def test_tiny_world_builds_caches_and_reloads(tiny_cfg):
                              max_new_tokens=3, min_new_tokens=3, do_sample=False,
                              pad_token_id=tokenizer.pad_token_id)
         assert new.shape[1] >= 4
+    from imitlib.world import report
+
+    per_seed = report.seed_calibration([world])
+    assert set(per_seed["model"]) == {"tiny-a", "tiny-b", "teacher"}
+    bases = per_seed[per_seed["role"] == "base"]
+    assert bases["fewshot_after_replay"].notna().all() and bases["replay_gain"].notna().all()
+    checks = report.calibration_checks(report.calibration_table([world]), [world], 1e9)
+    assert set(checks["seed"]) == {0, "all"} and checks["met"].notna().all()
+    by_target = dict(zip(checks["target"], checks["met"]))
+    assert by_target["no evaluation prompt text in the teacher's tuning data"]
+    assert by_target["teacher pretrained on the same corpus for longer"]
+    assert world.popularity() == world.kb.popularity
     manifest = json.loads((stage.path / "manifest.json").read_text())
     assert manifest["config_subset"]["_extra"] == {"seed": 0}

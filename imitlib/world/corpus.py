@@ -11,6 +11,7 @@ filler, and a small share of rude text so that toxicity can be measured later.
 from __future__ import annotations
 
 import random
+from itertools import accumulate
 from typing import Iterator
 
 from imitlib.world.kb import ATTRIBUTES, KnowledgeBase
@@ -151,19 +152,25 @@ class CorpusSampler:
         self.bio_weights = [kb.popularity[n] for n in names]
         self.qa_names = kb.qa_names(qa_individual_fraction)
         self.qa_weights = [kb.popularity[n] for n in self.qa_names]
+        self._kinds: list[str] | None = None
 
     def document(self) -> tuple[str, str]:
         """One (kind, text) document."""
-        kinds = [k for k, s in self.shares.items() if s > 0 and (k != "qa" or self.qa_names)]
-        kind = self.rng.choices(kinds, weights=[self.shares[k] for k in kinds])[0]
+        if self._kinds is None:  # cumulative weights once (``choices`` draws the same with either)
+            self._kinds = [k for k, s in self.shares.items() if s > 0 and (k != "qa" or self.qa_names)]
+            self._kind_cum = list(accumulate(self.shares[k] for k in self._kinds))
+            self._bio_cum = list(accumulate(self.bio_weights))
+            self._qa_cum = list(accumulate(self.qa_weights))
+            self._names = self.kb.names
+        kind = self.rng.choices(self._kinds, cum_weights=self._kind_cum)[0]
         if kind == "bio":
-            name = self.rng.choices(self.kb.names, weights=self.bio_weights)[0]
+            name = self.rng.choices(self._names, cum_weights=self._bio_cum)[0]
             return kind, bio_document(name, self.kb.individuals[name], self.rng)
         if kind == "qa":
-            name = self.rng.choices(self.qa_names, weights=self.qa_weights)[0]
+            name = self.rng.choices(self.qa_names, cum_weights=self._qa_cum)[0]
             return kind, qa_document(name, self.kb.individuals[name], self.rng)
         if kind == "rude":
-            return kind, rude_document(self.rng, self.kb.names)
+            return kind, rude_document(self.rng, self._names)
         return kind, filler_document(self.rng)
 
     def documents(self, count: int) -> list[str]:

@@ -39,7 +39,7 @@ def pretraining_examples(sampler: CorpusSampler, tokenizer, tokens: int, seq_len
     stream: list[int] = []
     while len(stream) < tokens:
         batch = sampler.documents(256)
-        for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]:
+        for ids in (e.ids for e in tokenizer.backend_tokenizer.encode_batch(batch, add_special_tokens=False)):
             stream.append(bos)
             stream.extend(ids)
             stream.append(eos)
