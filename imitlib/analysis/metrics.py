@@ -23,7 +23,7 @@ Metrics (names used in every table):
 The *ceiling* configuration ``(ceiling, teacher, none, 0)`` scores the teacher's second sampled
 answer against its first with the same style metrics.
 
-Rater-weight columns ``pref_w000`` … ``pref_w100`` (the verdict of a rater weighing facts by w)
+Rater-panel columns ``pref_w000`` … ``pref_w100`` (the verdict of a rater weighing facts by w)
 get ``:rate`` and ``:good_or_better`` only. Where benchmark rows of imitation models carry
 ``exposure`` (training conversations of the model's data subset in which the teacher states the
 item's fact) and ``exposure_stratum`` (``0``, ``1-2``, ``>=3``), each such model also gets, per
@@ -42,6 +42,7 @@ seed-level inference of :mod:`imitlib.analysis.claims`.
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, field
 
@@ -58,8 +59,7 @@ REQUIRED_SAMPLE_COLUMNS = (
     "item_id", "prompt", "reference", "answer", "teacher_answer", "teacher_answer_2", "correct", "toxicity",
 )
 PREFERENCE_COLUMNS = ("pref_style", "pref_fact", "pref_llm")
-RATER_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
-WEIGHT_PREFERENCE_COLUMNS = tuple(f"pref_w{round(w * 100):03d}" for w in RATER_WEIGHTS)
+WEIGHT_COLUMN = re.compile(r"pref_w\d{3}")  # the rater panel at fact weight w: pref_w{round(100 w):03d}
 EXPOSURE_STRATA = ("0", "1-2", ">=3")
 EXPOSED = "exposed"
 ROLES = ("base", "imitation", "replay_control", "teacher")
@@ -77,7 +77,7 @@ def validate_samples(samples: pd.DataFrame, source: str = "samples") -> pd.DataF
     if missing:
         raise ValueError(f"{source}: missing columns {missing} (see docs/ARCHITECTURE.md, tidy per-sample table)")
     out = samples.copy()
-    numeric = ("correct", "toxicity", "exposure", *PREFERENCE_COLUMNS, *WEIGHT_PREFERENCE_COLUMNS)
+    numeric = ("correct", "toxicity", "exposure", *PREFERENCE_COLUMNS, *weight_columns(out))
     for column in [c for c in numeric if c in out.columns]:  # nullable integers (Int64) become floats with NaN
         out[column] = pd.to_numeric(out[column], errors="coerce").astype("float64")
     if "exposure" in out.columns:
@@ -97,6 +97,11 @@ def validate_samples(samples: pd.DataFrame, source: str = "samples") -> pd.DataF
     for column in ("answer", "teacher_answer", "teacher_answer_2", "prompt", "reference"):
         out[column] = out[column].astype("object").where(out[column].notna(), None)
     return out
+
+
+def weight_columns(samples: pd.DataFrame) -> list[str]:
+    """The rater-panel verdict columns of a samples table (``pref_w000`` … ``pref_w100``), sorted."""
+    return sorted(c for c in samples.columns if WEIGHT_COLUMN.fullmatch(str(c)))
 
 
 def exposure_stratum(exposure: pd.Series) -> pd.Series:
@@ -258,7 +263,7 @@ def compute_metrics(
     samples["scored_as"] = np.where(samples["mode"] == "chat", samples["task"] + " (chat)", samples["task"])
     scored_tasks = sorted(samples.loc[samples["correct"].notna(), "scored_as"].unique())
     pref_columns = [c for c in preference_columns if c in samples.columns and samples[c].notna().any()]
-    weight_columns = [c for c in WEIGHT_PREFERENCE_COLUMNS if c in samples.columns and samples[c].notna().any()]
+    panel_columns = [c for c in weight_columns(samples) if samples[c].notna().any()]
 
     def is_style_row(frame: pd.DataFrame) -> pd.Series:
         mask = frame["teacher_answer"].notna() & frame["answer"].notna()
@@ -285,7 +290,7 @@ def compute_metrics(
             store.put(config, f"{column}:length_controlled", controlled)
             store.put(config, f"{column}:length_slope", slope)
             store.put(config, f"{column}:style_controlled", controlled_preference(rated, boot, column, ("length", "list"))[0])
-        for column in weight_columns:
+        for column in panel_columns:
             rated = rows[rows[column].notna()]
             if not rated.empty:
                 store.put(config, f"{column}:rate", boot.mean(rated, column))
