@@ -58,7 +58,7 @@ def test_messages_import():
     ("hc3_bad_json.jsonl", "hc3", "hc3_bad_json.jsonl:3", "invalid JSON"),
     ("messages_wrong_order.jsonl", "messages", "messages_wrong_order.jsonl:3", "start with a user turn"),
     ("sharegpt.json", "alpaca", "sharegpt.json:2", "missing key 'instruction'"),
-    ("alpaca.json", "hc3", "alpaca.json:1", "invalid JSON"),
+    ("alpaca.json", "hc3", "alpaca.json:1", "format 'hc3' is JSON lines (one object per line), but the file starts with '['"),
 ])
 def test_malformed_files_name_file_and_line(name, form, where, what):
     with pytest.raises(ImportFormatError) as error:

@@ -70,11 +70,17 @@ def _cfg(tmp_path, budgets):
 def test_each_model_is_its_own_unit_and_a_new_finetune_runs_only_itself(tiny, tmp_path, monkeypatch):
     paths, items = tiny
     world, imitation = FakeWorld(paths, items), FakeImitation(items)
-    answered = []
+    answered, loads = [], []
     real = evaluation.answer_model
     monkeypatch.setattr(evaluation, "answer_model", lambda entry, *a, **k: answered.append(entry.model_id) or real(entry, *a, **k))
+    from transformers import AutoModelForCausalLM
+
+    load = AutoModelForCausalLM.from_pretrained
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", lambda *a, **k: loads.append(str(a[0])) or load(*a, **k))
     first = evaluation.build_evaluation(_cfg(tmp_path, [100]), 0, world, imitation, _sweep(paths, [100]))
     assert sorted(answered) == ["s0/base-s", "s0/base-s/broad/100", "s0/teacher"]  # each model once
+    # each model's weights are loaded once for its benchmarks and its chat answers (the adapter: its base once)
+    assert sorted(loads) == sorted([str(paths["base-s"]), str(paths["base-s"]), str(paths["teacher"])])
     samples = first.samples
     assert list(samples.columns[: len(SAMPLE_COLUMNS)]) == SAMPLE_COLUMNS
     assert set(samples.model_id) == {"s0/base-s", "s0/base-s/broad/100", "s0/teacher"}

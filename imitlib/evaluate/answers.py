@@ -3,7 +3,8 @@
 This is the cached unit of evaluation, one per (seed, model): ``04_evaluate/seed<N>/models/<model>/<hash>/``
 (keyed by :func:`imitlib.dag.unit`: the evaluation params less the rater-only ones, this module's code,
 the world and imitation-data keys and, for an imitation model, the key of its sweep run). Adding a
-finetune adds one unit; the others are reused. Rating the answers against the teacher is a separate
+finetune adds one unit; the others are reused. The model is loaded once per unit: lm-eval's
+``hf`` backend evaluates the same weights in memory that answer the chat prompts. Rating the answers against the teacher is a separate
 step (:func:`imitlib.evaluate.core.rate_answers`) that reads these folders.
 
 Files of a unit:
@@ -18,11 +19,12 @@ Files of a unit:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import pandas as pd
 
@@ -92,18 +94,33 @@ def write_tasks(items: dict[str, Sequence[dict]], settings: EvaluateSettings, ta
     return tasks
 
 
+def chat_answers(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int,
+                 progress: bool = False, desc: str = "answers") -> list[str]:
+    """Greedy chat answers of a model in memory to single-turn prompts."""
+    if not prompts:
+        return []
+    return generate_chat(model, tokenizer, [[{"role": "user", "content": p}] for p in prompts],
+                         max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size,
+                         progress=progress, desc=desc)
+
+
 def generate_answers(model_dir: str | Path, prompts: Sequence[str], max_new_tokens: int, batch_size: int,
                      device: str, progress: bool = False, desc: str = "answers") -> list[str]:
     """Greedy chat answers of one model (full folder or LoRA adapter) to single-turn prompts."""
-    import torch
-
     if not prompts:
         return []
+    with loaded_model(model_dir, device) as (model, tokenizer):
+        return chat_answers(model, tokenizer, prompts, max_new_tokens, batch_size, progress, desc)
+
+
+@contextlib.contextmanager
+def loaded_model(model_dir: str | Path, device: str) -> Iterator[tuple[Any, Any]]:
+    """``(model, tokenizer)`` of a folder (a LoRA adapter merged into its base), freed afterwards."""
+    import torch
+
     model, tokenizer = load_model(model_dir, device=device)
     try:
-        return generate_chat(model, tokenizer, [[{"role": "user", "content": p}] for p in prompts],
-                             max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size,
-                             progress=progress, desc=desc)
+        yield model, tokenizer
     finally:
         del model
         if torch.cuda.is_available():
@@ -119,23 +136,30 @@ def answer_model(entry: ModelEntry, items: dict[str, Sequence[dict]], teacher_an
     if missing:
         raise ValueError(f"no teacher answers for {len(missing)} held-out chat items, e.g. {missing[:3]}")
     tasks = write_tasks(items, settings, work / "lm_eval_tasks")
-    scores, per_sample = pd.DataFrame(), pd.DataFrame()
-    if tasks:
-        out = work / "lm_eval"
-        results = run_benchmarks(entry.path, tasks, out, include_path=work / "lm_eval_tasks",
-                                 batch_size=settings.batch_size, device=device, limit=settings.benchmarks.limit,
-                                 seed=settings.benchmarks.fewshot_seed, backend=settings.benchmarks.backend,
-                                 backend_args=settings.benchmarks.vllm_args)
-        scores, per_sample = benchmark_scores(results), benchmark_samples(out)
-        for frame in (scores, per_sample):
-            for key, value in entry.columns().items():
-                frame[key] = value
-        per_sample["mode"] = "benchmark"
-    if entry.role == "teacher":  # the ceiling: the teacher's second, sampled answer
-        answers = [teacher_answers[i["id"]][1] for i in chat_items]
-    else:
-        answers = generate_answers(entry.path, [i["prompt"] for i in chat_items], settings.max_new_tokens,
-                                   settings.batch_size, device, progress=progress, desc=f"answers {entry.model_id}")
+    generates = entry.role != "teacher"  # the teacher's chat answers are its second, sampled ones: the ceiling
+    in_memory = settings.benchmarks.backend == "hf" and (generates or bool(tasks))
+    with loaded_model(entry.path, device) if in_memory else contextlib.nullcontext(None) as loaded:
+        scores, per_sample = pd.DataFrame(), pd.DataFrame()
+        if tasks:
+            out = work / "lm_eval"
+            results = run_benchmarks(entry.path, tasks, out, include_path=work / "lm_eval_tasks",
+                                     batch_size=settings.batch_size, device=device, limit=settings.benchmarks.limit,
+                                     seed=settings.benchmarks.fewshot_seed, backend=settings.benchmarks.backend,
+                                     backend_args=settings.benchmarks.vllm_args, loaded=loaded)
+            scores, per_sample = benchmark_scores(results), benchmark_samples(out)
+            for frame in (scores, per_sample):
+                for key, value in entry.columns().items():
+                    frame[key] = value
+            per_sample["mode"] = "benchmark"
+        prompts = [i["prompt"] for i in chat_items]
+        if not generates:
+            answers = [teacher_answers[i["id"]][1] for i in chat_items]
+        elif loaded is not None:
+            answers = chat_answers(*loaded, prompts, settings.max_new_tokens, settings.batch_size, progress=progress,
+                                   desc=f"answers {entry.model_id}")
+        else:
+            answers = generate_answers(entry.path, prompts, settings.max_new_tokens, settings.batch_size, device,
+                                       progress=progress, desc=f"answers {entry.model_id}")
     atomic_write_text(work / CHAT_ANSWERS, "".join(json.dumps({"item_id": it["id"], "answer": a}) + "\n"
                                                    for it, a in zip(chat_items, answers)))
     write_parquet(scores, work / BENCHMARKS)

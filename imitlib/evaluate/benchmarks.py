@@ -179,6 +179,7 @@ def run_benchmarks(
     seed: int = 1234,
     backend: str = "hf",
     backend_args: dict[str, Any] | None = None,
+    loaded: tuple[Any, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate one model with lm-eval and save ``results.json`` and ``samples_<task>.jsonl``.
 
@@ -193,6 +194,8 @@ def run_benchmarks(
         seed: lm-eval's random and few-shot seeds.
         backend: lm-eval's model backend, ``hf`` or ``vllm`` (checked with :func:`require_vllm` first).
         backend_args: extra model_args of the vllm backend (``evaluate.benchmarks.vllm_args``).
+        loaded: ``(model, tokenizer)`` of ``model_dir`` already in memory (backend ``hf``): lm-eval
+            evaluates it instead of loading the folder again.
 
     Returns:
         The results JSON (without samples).
@@ -214,9 +217,18 @@ def run_benchmarks(
     merged: dict[str, Any] = {"results": {}, "configs": {}, "n-samples": {}, "versions": {}, "n-shot": {},
                               "higher_is_better": {}}
     samples: dict[str, list] = {}
+    if loaded is not None and backend != "hf":
+        raise ValueError(f"a model in memory runs on lm-eval's hf backend, not {backend!r}")
+    if loaded is not None:
+        from lm_eval.models.huggingface import HFLM
+
+        model_spec: Any = HFLM(pretrained=loaded[0], tokenizer=loaded[1], batch_size=batch_size)
+        model_args = None
+    else:
+        model_spec, model_args = backend, model_args_for(model_dir, backend=backend, extra=backend_args)
     for shots, names in by_shots.items():
         output = lm_eval.simple_evaluate(
-            model=backend, model_args=model_args_for(model_dir, backend=backend, extra=backend_args),
+            model=model_spec, model_args=model_args,
             tasks=names, num_fewshot=shots,
             batch_size=batch_size, device=device, limit=limit, log_samples=True, task_manager=task_manager,
             random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
