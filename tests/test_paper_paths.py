@@ -139,7 +139,7 @@ def paper_run(tmp_path_factory):
             world = load_world(cfg, 0)
             imitation = build_imitation_data(cfg, 0, world)
             sweep = run_sweep(cfg, 0, world=world, data=imitation)
-            evaluation = build_evaluation(cfg, 0)
+            evaluation = build_evaluation(cfg, 0, world, imitation, sweep)
             analysis = run_analysis(cfg)
     finally:
         monkeypatch.undo()

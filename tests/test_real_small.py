@@ -66,8 +66,8 @@ def real_run(tmp_path_factory):
     from imitlib.analysis import run_analysis
     from imitlib.config import PROJECT_ROOT
     from imitlib.data.stage import load_imitation_data
-    from imitlib.evaluate import build_evaluation
-    from imitlib.train.sweep import run_sweep
+    from imitlib.evaluate import load_evaluation
+    from imitlib.train.sweep import load_sweep
     from imitlib.world import load_world
 
     root = tmp_path_factory.mktemp("real_small")
@@ -79,9 +79,9 @@ def real_run(tmp_path_factory):
     for notebook in ("01_world", "02_imitation_data", "03_train", "04_evaluate", "05_analysis"):
         assert (cfg.run_dir / "notebooks" / f"{notebook}.ipynb").exists(), notebook
     world = load_world(cfg, 0)
-    data = load_imitation_data(cfg, 0, world)
-    sweep = run_sweep(cfg, 0, world=world, data=data, build=False)
-    evaluation = build_evaluation(cfg, 0)  # complete: only loads
+    data = load_imitation_data(cfg, 0)
+    sweep = load_sweep(cfg, 0)
+    evaluation = load_evaluation(cfg, 0)  # complete: only loads
     analysis = run_analysis(cfg)
     return cfg, world, data, sweep, evaluation, analysis
 
