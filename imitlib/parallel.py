@@ -17,7 +17,6 @@ import multiprocessing
 import os
 import signal
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
-from functools import partial
 from typing import Callable, TypeVar
 
 from tqdm.auto import tqdm
@@ -26,15 +25,6 @@ from imitlib.config import Config
 from imitlib.processes import die_with_parent
 
 T = TypeVar("T")
-
-
-def stage_done(stage_of: Callable[[Config, int], object]) -> Callable[[Config, int], bool]:
-    """A ``done`` predicate for :func:`for_seeds` from a ``(cfg, seed) -> Stage`` function."""
-    return partial(_stage_is_done, stage_of)
-
-
-def _stage_is_done(stage_of: Callable[[Config, int], object], cfg: Config, seed: int) -> bool:
-    return bool(stage_of(cfg, seed).done)
 
 
 def seed_worker_count(cfg: Config) -> int:
