@@ -298,18 +298,22 @@ def forest_plot(by_seed: pd.DataFrame, claims: list[str] | None = None, columns:
         pooled_y = -1.2
         lo, hi, value = first["lo"] * scale, first["hi"] * scale, first["value"] * scale
         finite = rows["effect"].to_numpy(dtype=float) * scale
-        span = [v for v in (*finite, value, first["threshold"] * scale) if np.isfinite(v)]
+        span = [v for v in (*finite, value, lo, hi, first["threshold"] * scale) if np.isfinite(v)]
         left, right = (min(span), max(span)) if span else (0.0, 1.0)
-        pad = 0.15 * max(right - left, 1e-9)
-        shown_lo = lo if np.isfinite(lo) else left - pad
-        shown_hi = hi if np.isfinite(hi) else right + pad
+        pad = 0.15 * max(right - left, 1.0)
+        no_interval = np.isnan(lo) or np.isnan(hi)  # fewer than two seeds
+        unbounded = not no_interval and not (np.isfinite(lo) and np.isfinite(hi))  # sign-flip with few seeds
         if np.isfinite(value):
-            ax.plot([shown_lo, shown_hi], [pooled_y, pooled_y], color=colour, linewidth=3, solid_capstyle="butt")
+            if not no_interval:
+                shown_lo = lo if np.isfinite(lo) else left - pad
+                shown_hi = hi if np.isfinite(hi) else right + pad
+                ax.plot([shown_lo, shown_hi], [pooled_y, pooled_y], color=colour, linewidth=3, solid_capstyle="butt")
             ax.scatter([value], [pooled_y], marker="D", color=colour, s=40, zorder=4)
-        unbounded = np.isfinite(value) and not (np.isfinite(lo) and np.isfinite(hi))
         if np.isfinite(first["threshold"]):
             ax.axvline(first["threshold"] * scale, color="black", linestyle="--", linewidth=1)
-        ax.set_yticks([*y, pooled_y], [f"seed {s}" for s in rows["seed"]] + ["mean (interval ±∞)" if unbounded else "mean"])
+        mean_label = "mean (no interval)" if no_interval else "mean (interval ±∞)" if unbounded else "mean"
+        ax.set_yticks([*y, pooled_y], [f"seed {s}" for s in rows["seed"]] + [mean_label])
+        ax.set_xlim(left - pad, right + pad)
         ax.set_ylim(pooled_y - 0.8, len(rows) - 0.2)
         p = first["p_holm"] if bool(first["primary"]) else first["p"]
         p_text = "n/a" if not np.isfinite(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")

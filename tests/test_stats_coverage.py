@@ -95,8 +95,12 @@ def test_t_interval_and_test_known_values():
     assert (lo, hi) == pytest.approx((-0.484138, 4.484138), abs=1e-6)
     # t = (2 - 0) / (1 / sqrt 3) = 3.4641, df 2 → two-sided p = 0.07418
     assert stats.t_test(np.array([1.0, 2.0, 3.0]), 0.0) == pytest.approx(0.07418, abs=1e-4)
-    assert stats.t_test(np.array([0.2, 0.2]), 0.2) == 1.0  # no spread, on the threshold
-    assert stats.t_test(np.array([0.2, 0.2]), 0.1) == 0.0  # no spread, off it
+    # no spread across seeds: undefined, never "certain" (three seeds at chance prove nothing)
+    assert np.isnan(stats.t_test(np.array([0.2, 0.2, 0.2]), 0.1))
+    flat = stats.seed_inference(np.array([-0.0625] * 3), 0.0)
+    assert flat.computable and np.isnan(flat.p) and "no spread" in flat.caveat
+    assert stats.seed_verdict(flat, flat.p, 0.0, "above", 0.05) == "inconclusive"
+    assert flat.sf_p == 0.25  # the sign-flip test: 2 · 1/8
     with pytest.raises(ValueError, match="at least 2"):
         stats.t_interval(np.array([1.0]), 0.95)
 

@@ -358,6 +358,8 @@ def _infer(store: MetricStore, rows: list[_Row], pre: dict[str, PrimaryClaim], c
             boot_verdict = decide(row.estimate, row.threshold, row.direction)  # type: ignore[arg-type]
         if not inf.computable and inf.reason not in note:
             note = f"{note}; {inf.reason}" if note and inf.n else (note or inf.reason)
+        if inf.caveat and row.kind == "claim":
+            note = f"{note}; {inf.caveat}" if note else inf.caveat
         if is_primary:
             note = f"{note}; threshold pre-registered" if note else "threshold pre-registered"
         if row.kind == "cost":  # measured, not tested against a threshold: no p-values

@@ -246,7 +246,8 @@ class SeedInference:
     ``mean`` is the mean of the finite per-seed effects; ``t_*`` the Student t-interval and the
     two-sided one-sample t-test of "mean effect = threshold"; ``sf_*`` the exact sign-flip
     interval and test (infinite bounds where the seeds are too few for the level); ``lo, hi, p``
-    the interval and p-value of the chosen method. ``reason`` says why nothing is computable.
+    the interval and p-value of the chosen method. ``reason`` says why nothing is computable;
+    ``caveat`` why a computable row cannot be decided (no spread across seeds).
     """
 
     effects: np.ndarray
@@ -260,6 +261,7 @@ class SeedInference:
     sf_hi: float
     sf_p: float
     reason: str = ""
+    caveat: str = ""
 
     @property
     def lo(self) -> float:
@@ -289,12 +291,16 @@ def t_interval(effects: np.ndarray, confidence: float) -> tuple[float, float]:
 
 
 def t_test(effects: np.ndarray, null: float) -> float:
-    """Two-sided p-value of the one-sample t-test of "mean = null" (0 or 1 when every value is equal)."""
+    """Two-sided p-value of the one-sample t-test of "mean = null".
+
+    NaN when every value is equal: with no spread across seeds the t statistic has no scale, and a
+    few identical seeds (e.g. every model at chance) are no proof of an exact effect.
+    """
     x = np.asarray(effects, dtype=float)
     if len(x) < 2:
         raise ValueError(f"a t-test needs at least 2 values, got {len(x)}")
-    if np.ptp(x) == 0.0:  # no spread: the mean is known exactly
-        return 1.0 if np.isclose(x[0], null, rtol=0.0, atol=1e-12) else 0.0
+    if np.ptp(x) <= 1e-12 * max(1.0, float(np.abs(x).max())):
+        return float("nan")
     return float(scipy_stats.ttest_1samp(x, popmean=null).pvalue)
 
 
@@ -359,8 +365,11 @@ def seed_inference(per_seed: np.ndarray, threshold: float, confidence: float = 0
                              "one seed: a seed-level interval needs at least 2 world seeds")
     t_lo, t_hi = t_interval(finite, confidence)
     sf_lo, sf_hi = sign_flip_interval(finite, confidence)
-    return SeedInference(effects, int(finite.size), mean, method, t_lo, t_hi, t_test(finite, threshold),
-                         sf_lo, sf_hi, sign_flip_test(finite, threshold))
+    t_p = t_test(finite, threshold)
+    caveat = "every seed gives the same effect: no spread to test against (t-test undefined)" if (
+        method == "t" and not np.isfinite(t_p)) else ""
+    return SeedInference(effects, int(finite.size), mean, method, t_lo, t_hi, t_p,
+                         sf_lo, sf_hi, sign_flip_test(finite, threshold), caveat=caveat)
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
