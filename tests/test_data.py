@@ -233,6 +233,18 @@ def test_natural_sample_follows_popularity_and_keeps_unnamed_families():
         natural_sample(pool, {IMITATION_NAMES[0]: 1.0}, 5, seed=0)
 
 
+def test_popularity_is_read_from_a_mapping_a_method_or_the_knowledge_base():
+    from types import SimpleNamespace
+
+    from imitlib.data.suites import popularity_of
+
+    weights = {"Alvor": 0.75, "Brisk": 0.25}
+    assert popularity_of(SimpleNamespace(popularity=weights)) == weights
+    assert popularity_of(SimpleNamespace(popularity=lambda: weights)) == weights
+    assert popularity_of(SimpleNamespace(kb=SimpleNamespace(popularity=weights))) == weights
+    assert popularity_of(SimpleNamespace()) == {}
+
+
 def test_broad_suite_never_sends_an_evaluation_prompt(world):
     from imitlib.data.suites import broad_suite
 

@@ -86,10 +86,14 @@ def imitation_pool(world: Any) -> list[dict[str, Any]]:
 
 
 def popularity_of(world: Any) -> dict[str, float]:
-    """The world's popularity weight per individual (its knowledge base's), or {} (uniform) when it has none."""
-    kb = getattr(world, "kb", None)
-    popularity = getattr(kb, "popularity", None) if kb is not None else getattr(world, "popularity", None)
-    return {str(name): float(weight) for name, weight in (popularity or {}).items()}
+    """The world's popularity weight per individual (its ``popularity`` mapping or method, else its
+    knowledge base's), or {} (uniform) when it has none."""
+    popularity = getattr(world, "popularity", None)
+    if popularity is None and getattr(world, "kb", None) is not None:
+        popularity = getattr(world.kb, "popularity", None)
+    if callable(popularity):
+        popularity = popularity()
+    return {str(name): float(weight) for name, weight in sorted((popularity or {}).items())}
 
 
 def item_weight(item: dict[str, Any], popularity: dict[str, float]) -> float:
