@@ -27,7 +27,8 @@ def settings():
 
 def _tuning(settings, seed):
     kb = make_kb(settings, seed)
-    return kb, teacher_tuning_data(kb, settings.teacher_task_counts.model_dump(), seed, settings.teacher_qa_paraphrases)
+    return kb, teacher_tuning_data(kb, settings.teacher_task_counts.model_dump(), seed, settings.teacher_qa_paraphrases,
+                                   settings.task_counts.model_dump())
 
 
 def test_kb_is_deterministic_per_seed(settings):
@@ -86,6 +87,12 @@ def test_teacher_tuning_data_never_contains_an_evaluation_prompt(settings, seed)
     pool_prompts = {i["prompt"] for items in tasks.values() for i in items if i["split"] == "imitation"}
     user_prompts = [conversation[0]["content"] for _, conversation in tuning]
     assert not set(user_prompts) & eval_prompts
+    eval_questions = {i.get("question") or i["prompt"] for items in tasks.values() for i in items if i["split"] == "heldout"}
+    assert not set(user_prompts) & eval_questions  # not even the question of a multiple-choice item
+    # the evaluation's wordings are taught, each with facts the evaluation does not ask that way
+    eval_wordings = {t for a in ATTRIBUTES for t in (QUESTION_TEMPLATES[a][i] for i in TEMPLATE_ROLES["heldout"])}
+    taught = {c[0]["content"].replace(i["individual"], "{name}") for i, c in tuning if i["family"] == "qa"}
+    assert len(taught & eval_wordings) >= 8
     assert not set(user_prompts) & pool_prompts
     texts = [" ".join(m["content"] for m in conversation) for _, conversation in tuning]
     leaked = [p for p in eval_prompts if any(p in text for text in texts)]
@@ -97,7 +104,7 @@ def test_teacher_tuning_data_never_contains_an_evaluation_prompt(settings, seed)
 
 def test_tuning_fraction_leaves_individuals_out_of_the_teacher_data(settings):
     kb = build_kb(0, 24, 30, 0.5, 0.5)
-    tuning = teacher_tuning_data(kb, settings.teacher_task_counts.model_dump(), 0, 2)
+    tuning = teacher_tuning_data(kb, settings.teacher_task_counts.model_dump(), 0, 2, settings.task_counts.model_dump())
     untuned = set(kb.names_in("untuned"))
     pattern = re.compile(r"\b(" + "|".join(sorted(untuned)) + r")\b")
     assert not any(pattern.search(" ".join(m["content"] for m in c)) for _, c in tuning)
@@ -124,7 +131,8 @@ def test_tokenizer_round_trip_and_one_token_per_word(settings, tmp_path):
 
     kb = make_kb(settings, 0)
     sampler = CorpusSampler(kb, 0.7, 0.15, 0.05, 0.5, seed=5)
-    conversations = teacher_tuning_conversations(kb, settings.teacher_task_counts.model_dump(), 0, 2)
+    conversations = teacher_tuning_conversations(kb, settings.teacher_task_counts.model_dump(), 0, 2,
+                                                 settings.task_counts.model_dump())
     texts = vocabulary_texts(kb) + sampler.documents(300) + [render(c) for c in conversations]
     train_tokenizer(texts).save_pretrained(str(tmp_path))
     tokenizer = AutoTokenizer.from_pretrained(str(tmp_path))
@@ -147,7 +155,7 @@ def test_teacher_is_a_distinct_model_at_least_three_times_the_largest_base(setti
 
     kb = make_kb(settings, 0)
     tokenizer = train_tokenizer(vocabulary_texts(kb) + [render(c) for c in teacher_tuning_conversations(
-        kb, settings.teacher_task_counts.model_dump(), 0, 2)])
+        kb, settings.teacher_task_counts.model_dump(), 0, 2, settings.task_counts.model_dump())])
     largest = max(count_parameters(make_model(size, tokenizer, 0)) for size in settings.base_models)
     assert count_parameters(make_model(settings.teacher_model, tokenizer, 0)) >= 3 * largest
     assert settings.teacher_extra_tokens > 0  # the same stream, read for longer

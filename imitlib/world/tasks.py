@@ -439,28 +439,50 @@ def teacher_response(item: dict[str, Any], kb: KnowledgeBase, rng: random.Random
     return text
 
 
-def teacher_tuning_items(kb: KnowledgeBase, counts: dict[str, int], seed: int, qa_paraphrases: int) -> list[dict[str, Any]]:
+def teacher_tuning_items(kb: KnowledgeBase, counts: dict[str, int], seed: int, qa_paraphrases: int,
+                         eval_counts: dict[str, int]) -> list[dict[str, Any]]:
     """The teacher's chat-tuning items: the ``tuning`` item set of every family (its own paraphrases,
-    the individuals of the ``tuning`` group), never a prompt of the evaluation or the imitation pool."""
-    return [item for family in FAMILIES
-            for item in make_items(kb, family, "tuning", counts, seed, paraphrases=qa_paraphrases)]
+    the individuals of the ``tuning`` group), never a prompt of the evaluation or the imitation pool.
+
+    So that the teacher learns the evaluation's question wordings without ever seeing an evaluation
+    question, each tuned fact is also asked with the evaluation paraphrase that NO evaluation item
+    (``qa`` or ``mc``) uses for that fact, where there is one: per fact, the tuning and evaluation
+    wordings stay disjoint. ``eval_counts`` are the evaluation's item counts (``world.task_counts``).
+    """
+    items = [item for family in FAMILIES
+             for item in make_items(kb, family, "tuning", counts, seed, paraphrases=qa_paraphrases)]
+    used: dict[tuple[str, str], set[str]] = {}
+    for family in ("qa", "mc"):
+        for item in make_items(kb, family, "heldout", eval_counts, seed):
+            used.setdefault((item["individual"], item["attribute"]), set()).add(item.get("question") or item["prompt"])
+    tuned = set(kb.names_in("tuning"))
+    extra = []
+    for (name, attribute), questions in sorted(used.items()):
+        if name not in tuned:
+            continue
+        for template in templates_of(attribute, "heldout"):
+            prompt = template.format(name=name)
+            if prompt not in questions:
+                extra.append(_item("qa", "tuning", 10_000 + len(extra), prompt, kb.individuals[name][attribute],
+                                   name, attribute))
+    return items + extra
 
 
-def teacher_tuning_data(kb: KnowledgeBase, counts: dict[str, int], seed: int,
-                        qa_paraphrases: int) -> list[tuple[dict[str, Any], list[dict[str, str]]]]:
+def teacher_tuning_data(kb: KnowledgeBase, counts: dict[str, int], seed: int, qa_paraphrases: int,
+                        eval_counts: dict[str, int]) -> list[tuple[dict[str, Any], list[dict[str, str]]]]:
     """(item, conversation) pairs of the teacher's chat tuning: :func:`teacher_tuning_items`, shuffled,
     each answered in its sampled style."""
     rng = random.Random(f"teacher-tuning-{kb.seed}-{seed}")
-    items = teacher_tuning_items(kb, counts, seed, qa_paraphrases)
+    items = teacher_tuning_items(kb, counts, seed, qa_paraphrases, eval_counts)
     rng.shuffle(items)
     return [(item, [{"role": "user", "content": item["prompt"]},
                     {"role": "assistant", "content": teacher_response(item, kb, rng)}]) for item in items]
 
 
-def teacher_tuning_conversations(kb: KnowledgeBase, counts: dict[str, int], seed: int,
-                                 qa_paraphrases: int) -> list[list[dict[str, str]]]:
+def teacher_tuning_conversations(kb: KnowledgeBase, counts: dict[str, int], seed: int, qa_paraphrases: int,
+                                 eval_counts: dict[str, int]) -> list[list[dict[str, str]]]:
     """The conversations of :func:`teacher_tuning_data`."""
-    return [conversation for _, conversation in teacher_tuning_data(kb, counts, seed, qa_paraphrases)]
+    return [conversation for _, conversation in teacher_tuning_data(kb, counts, seed, qa_paraphrases, eval_counts)]
 
 
 # ---------------------------------------------------------------------------------------------
