@@ -166,6 +166,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def _drop_unfinished_writes(folder: Path) -> None:
+    """Delete the temporary files of atomic writes a killed process left in ``folder`` (kept work stays)."""
+    for leftover in sorted(folder.rglob(".*.tmp-*")):
+        if leftover.is_file():
+            leftover.unlink()
+
+
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
@@ -286,6 +293,8 @@ class Stage:
         self.info: dict[str, Any] = dict(info or {})
         if self.partial.exists() and not resume:
             shutil.rmtree(self.partial)
+        elif self.partial.exists():
+            _drop_unfinished_writes(self.partial)
         self.partial.mkdir(parents=True, exist_ok=True)
         started = time.time()
         yield self.partial

@@ -76,6 +76,22 @@ def test_resume_keeps_partial_folder(cfg) -> None:
         assert (work / "checkpoint").read_text() == "step 5"
 
 
+def test_resume_drops_the_temporary_files_of_writes_a_kill_interrupted(cfg) -> None:
+    """A SIGKILL between an atomic write's open and rename leaves ``.<name>.tmp-<pid>``: not a result."""
+    stage = Stage(cfg, "demo", reads=["analysis"])
+    with pytest.raises(RuntimeError):
+        with stage.build(resume=True) as work:
+            (work / "checkpoint").write_text("step 5")
+            (work / "run").mkdir()
+            (work / "run" / ".manifest.json.tmp-4242").write_text("{\"half")
+            raise RuntimeError("killed")
+    with stage.build(resume=True) as work:
+        assert (work / "checkpoint").read_text() == "step 5"
+    assert stage.done
+    assert not (stage.path / "run" / ".manifest.json.tmp-4242").exists()
+    assert (stage.path / "checkpoint").exists()
+
+
 def test_completed_stage_is_reused_unless_forced(tmp_path: Path, cfg) -> None:
     stage = Stage(cfg, "demo", reads=["analysis"])
     with stage.build() as work:

@@ -245,7 +245,9 @@ def run_sweep(cfg: Config, seed: int, world: Any, data: Any, progress: bool | No
             "n_conversations": result["n_conversations"], "n_truncated": result["n_truncated"],
             "n_dropped": result["n_dropped"], "n_mask_mismatch": result["n_mask_mismatch"],
             "final_loss": losses[-1][1] if losses else float("nan"),
-            "model_dir": str(stage.path / "model"), "stage_hash": stage.hash,
+            # relative to the run's stages folder (the table's bytes do not depend on where the run lies);
+            # load_sweep makes it absolute again
+            "model_dir": str((stage.path / "model").relative_to(cfg.run_dir / "stages")), "stage_hash": stage.hash,
         })
     table = pd.DataFrame(rows)
     with seed_stage.build() as work:  # the seed's sweep as one stage: later stages look it up here
@@ -264,7 +266,9 @@ def load_sweep(cfg: Config, seed: int) -> pd.DataFrame:
     stage = sweep_stage(cfg, seed)
     if not (stage.path / COMPLETE_MARKER).exists():
         raise StageError(f"the sweep of seed {seed} is not trained ({stage.path}): run notebooks/03_train first")
-    return pd.read_parquet(stage.file(RUNS_FILE))
+    table = pd.read_parquet(stage.file(RUNS_FILE))
+    table["model_dir"] = [str(cfg.run_dir / "stages" / rel) for rel in table["model_dir"]]
+    return table
 
 
 def loss_curves(sweep: pd.DataFrame) -> pd.DataFrame:
