@@ -226,6 +226,11 @@ def test_the_imitation_stage_cleans_and_splits_imported_files(world, tmp_path):
     imported = data.conversations.filter(lambda r: r["family"] == "imported")
     assert len(imported) == report["blocks"] > report["kept"] and report["split_conversations"] >= 1
     assert data.summary["cleaning"] == {"read": 15, "kept": 8, "blocks": report["blocks"], "counts": report["counts"]}
+    from imitlib.data import cleaning_table
+
+    table = cleaning_table({0: data})  # what notebook 02 shows
+    assert table.loc[0, ["read", "kept", "blocks"]].tolist() == [15, 8, report["blocks"]]
+    assert {reason: table.loc[0, reason] for reason in report["counts"]} == report["counts"]
     for row in imported:  # a block over the limit is a single turn pair
         assert row["tokens"] <= 40 or len([m for m in row["messages"] if m["role"] == "user"]) == 1
         assert row["messages"][0]["role"] == "user" and row["messages"][-1]["role"] == "assistant"

@@ -363,6 +363,21 @@ def task_generation_table(data: dict[int, ImitationData]):
     return pd.DataFrame(rows)
 
 
+def cleaning_table(data: dict[int, ImitationData]):
+    """Per seed, what cleaning did to imported files: conversations read, kept, turned into training
+    blocks, and each reason a record was skipped or a conversation removed (empty for world prompts)."""
+    import pandas as pd
+
+    rows = []
+    for seed, d in data.items():
+        report = d.cleaning_report()
+        if report is None:
+            continue
+        rows.append({"seed": seed, "files": len(report["files"]), "read": report["read"], "kept": report["kept"],
+                     "html_converted": report["html_converted"], "blocks": report["blocks"], **report["counts"]})
+    return pd.DataFrame(rows).fillna(0)
+
+
 def exposure_strata_table(data: dict[int, ImitationData]):
     """Per seed, kind and budget: how many evaluation facts lie in each exposure stratum (0, 1-2, >=3),
     and whether the budget was filled (only filled budgets are trained on)."""
