@@ -10,6 +10,7 @@ it every time. Outputs (written atomically): ``<run>/tables/*.csv`` and ``*.md``
 from __future__ import annotations
 
 import pickle
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,8 +172,10 @@ def run_analysis(cfg: Config, folders: list[Path] | None = None) -> AnalysisResu
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
             store = None  # unreadable (e.g. written by an incompatible version): recompute
     if store is None:
+        clock = time.perf_counter()
         result = analyse(samples, cfg, progress=cfg.run.progress)
-        with stage.build() as folder:
+        timings = {"analysis": round(time.perf_counter() - clock, 3)}  # before the build: the store is its result
+        with stage.build(info={"timings": timings}) as folder:
             with open(folder / STORE_FILE, "wb") as handle:
                 pickle.dump(result.store, handle, protocol=pickle.HIGHEST_PROTOCOL)
     else:

@@ -26,6 +26,7 @@ answered prompt again.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,14 +173,22 @@ def build_imitation_data(cfg: Config, seed: int, world: Any) -> ImitationData:
     world_hash = _world_hash(world)
     cache_dir = teacher_cache_dir(cfg, world_hash)
 
+    timings: dict[str, float] = {}  # seconds per kind of work, in the manifest's info (benchmarks/profile_study.py)
+
     def ask(teacher, prompts: list[str], sampling: Sampling, what: str) -> list[str]:
         log(f"02_imitation_data/seed{seed}: {what}: {len(prompts)} prompts")
-        return collect([[{"role": "user", "content": p}] for p in prompts], teacher, cache_dir, sampling,
-                       progress=progress)
+        started = time.perf_counter()
+        answers = collect([[{"role": "user", "content": p}] for p in prompts], teacher, cache_dir, sampling,
+                          progress=progress)
+        key = f"teacher generation: {what}"
+        timings[key] = round(timings.get(key, 0.0) + time.perf_counter() - started, 3)
+        return answers
 
     with stage.build() as work:
+        opening = time.perf_counter()
         with open_teacher(settings.teacher, model_dir=getattr(world, "teacher_dir", None),
                           device=cfg.run.device) as teacher:
+            timings["teacher start"] = round(time.perf_counter() - opening, 3)
             # the prompts users ask (every individual, never an evaluation prompt), with popularity
             pool, eval_prompts_dropped = without_evaluation_prompts(imitation_pool(world), world)
             popularity = popularity_of(world)
@@ -299,7 +308,7 @@ def build_imitation_data(cfg: Config, seed: int, world: Any) -> ImitationData:
             summary["cleaning"] = {"read": cleaning.read, "kept": cleaning.kept, "blocks": len(imported),
                                    "counts": cleaning.counts()}
         atomic_write_json(work / "summary.json", summary)
-        stage.info.update({"summary": summary})
+        stage.info.update({"summary": summary, "timings": timings})
     return load_imitation_data(cfg, seed)
 
 

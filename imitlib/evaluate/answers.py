@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -128,8 +129,12 @@ def loaded_model(model_dir: str | Path, device: str) -> Iterator[tuple[Any, Any]
 
 
 def answer_model(entry: ModelEntry, items: dict[str, Sequence[dict]], teacher_answers: dict[str, tuple[str, str]],
-                 settings: EvaluateSettings, work: str | Path, device: str = "cpu", progress: bool = False) -> None:
-    """Run one model's benchmarks and chat answers into ``work`` (the files listed in the module doc)."""
+                 settings: EvaluateSettings, work: str | Path, device: str = "cpu",
+                 progress: bool = False) -> dict[str, float]:
+    """Run one model's benchmarks and chat answers into ``work`` (the files listed in the module doc).
+
+    Returns seconds per kind of work: ``model load``, ``lm-eval``, ``evaluation generation``.
+    """
     work = Path(work)
     chat_items = chat_items_of(items, settings)
     missing = [i["id"] for i in chat_items if i["id"] not in teacher_answers]
@@ -138,8 +143,12 @@ def answer_model(entry: ModelEntry, items: dict[str, Sequence[dict]], teacher_an
     tasks = write_tasks(items, settings, work / "lm_eval_tasks")
     generates = entry.role != "teacher"  # the teacher's chat answers are its second, sampled ones: the ceiling
     in_memory = settings.benchmarks.backend == "hf" and (generates or bool(tasks))
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
     with loaded_model(entry.path, device) if in_memory else contextlib.nullcontext(None) as loaded:
+        timings["model load"] = round(time.perf_counter() - clock, 3)
         scores, per_sample = pd.DataFrame(), pd.DataFrame()
+        clock = time.perf_counter()
         if tasks:
             out = work / "lm_eval"
             results = run_benchmarks(entry.path, tasks, out, include_path=work / "lm_eval_tasks",
@@ -151,6 +160,8 @@ def answer_model(entry: ModelEntry, items: dict[str, Sequence[dict]], teacher_an
                 for key, value in entry.columns().items():
                     frame[key] = value
             per_sample["mode"] = "benchmark"
+        timings["lm-eval"] = round(time.perf_counter() - clock, 3)
+        clock = time.perf_counter()
         prompts = [i["prompt"] for i in chat_items]
         if not generates:
             answers = [teacher_answers[i["id"]][1] for i in chat_items]
@@ -160,10 +171,12 @@ def answer_model(entry: ModelEntry, items: dict[str, Sequence[dict]], teacher_an
         else:
             answers = generate_answers(entry.path, prompts, settings.max_new_tokens, settings.batch_size, device,
                                        progress=progress, desc=f"answers {entry.model_id}")
+        timings["evaluation generation"] = round(time.perf_counter() - clock, 3)
     atomic_write_text(work / CHAT_ANSWERS, "".join(json.dumps({"item_id": it["id"], "answer": a}) + "\n"
                                                    for it, a in zip(chat_items, answers)))
     write_parquet(scores, work / BENCHMARKS)
     write_parquet(per_sample, work / BENCHMARK_SAMPLES)
+    return timings
 
 
 @dataclass

@@ -14,6 +14,7 @@ teacher's and writes the tidy tables (``samples.parquet``, ``benchmarks.parquet`
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,13 +169,15 @@ def build_evaluation(cfg: Config, seed: int, world: Any, imitation: Any, sweep: 
         if not unit.done:
             log(f"04_evaluate: {unit.name} ({entry.path})")
             with unit.build() as work:
-                answer_model(entry, items, teacher_answers, settings, work, device=device)
+                unit.info["timings"] = answer_model(entry, items, teacher_answers, settings, work, device=device)
         answered.append(read_answers(entry, unit.path))
     with stage.build() as work:
         atomic_write_json(work / "models.json", [m.__dict__ for m in models])
         write_tasks(items, settings, work / "lm_eval_tasks")  # the tasks every unit ran, for lm_eval --include_path
+        clock = time.perf_counter()
         samples, _ = rate_answers(answered, items, world.ground_truth, teacher_answers, settings, work,
                                   teacher_dir=world.teacher_dir, seed=seed, progress=cfg.run.progress)
+        stage.info["timings"] = {"rating": round(time.perf_counter() - clock, 3)}  # the judge's serving included
         if hasattr(imitation, "with_exposure"):  # exposure, exposure_stratum of imitation models' factual rows
             samples = imitation.with_exposure(samples)
             write_parquet(samples, work / "samples.parquet")
