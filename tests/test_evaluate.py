@@ -272,6 +272,27 @@ def test_lm_eval_world_tasks_on_tiny_model_and_adapter(tiny, tmp_path):
     first = json.loads((tmp_path / "out" / "samples_imitlib_qa.jsonl").read_text().splitlines()[0])
     prompt = first["arguments"][0][0]
     assert prompt.count("Q: ") == 4 and prompt.endswith(" A:")  # 3 shots + the question, pretraining format
+    # the fixed demonstrations (fewshot.json) are the ones in the prompt, for every question
+    chosen = json.loads((tmp_path / "tasks" / "fewshot.json").read_text())["qa"]["demonstrations"]
+    by_id = {i["id"]: i for i in items["qa"]}
+    assert [f"Q: {by_id[i]['prompt']} A: {by_id[i]['answer']}" for i in chosen] == prompt.split("\n")[:3]
+    lines = (tmp_path / "out" / "samples_imitlib_qa.jsonl").read_text().splitlines()
+    assert len({json.loads(line)["arguments"][0][0].rsplit("\n", 1)[0] for line in lines}) == 1
+
+
+def test_no_question_is_asked_about_a_fact_its_demonstrations_state():
+    from imitlib.evaluate.benchmarks import fewshot_demonstrations
+
+    pool = [{"id": f"p{k}", "individual": f"N{k % 5}", "attribute": ["city", "year"][k % 2]} for k in range(20)]
+    heldout = [{"id": f"h{n}{a}", "individual": f"N{n}", "attribute": a} for n in range(5) for a in ("city", "year")]
+    demos, kept, dropped = fewshot_demonstrations("qa", pool, heldout, 3)
+    assert len(demos) == 3 and (demos, kept, dropped) == fewshot_demonstrations("qa", pool, heldout, 3)
+    stated = {(d["individual"], d["attribute"]) for d in demos}
+    assert {(h["individual"], h["attribute"]) for h in kept}.isdisjoint(stated)
+    assert len(dropped) == len(stated) and len(kept) + len(dropped) == len(heldout)
+    # questions without an individual and attribute (real tracks) are all kept
+    plain = [{"id": "q1"}, {"id": "q2"}]
+    assert fewshot_demonstrations("qa", [{"id": "d1"}, {"id": "d2"}], plain, 1)[1] == plain
 
 
 def test_evaluate_models_end_to_end(tiny, tmp_path):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -82,14 +83,19 @@ def write_world_tasks(
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     names = []
+    fewshot: dict[str, dict[str, list]] = {}
     for family, (heldout, pool) in items.items():
         if not heldout:
             raise ValueError(f"task family {family!r} has no held-out items to evaluate")
         shots = num_fewshot.get(family, 0)
         if len(pool) < shots:
             raise ValueError(f"task family {family!r}: {shots} shots need a few-shot pool of {shots}, got {len(pool)}")
+        demos, heldout, dropped = fewshot_demonstrations(family, pool, heldout, shots)
+        fewshot[family] = {"demonstrations": [d.get("id") for d in demos], "dropped_test_items": dropped}
+        if not heldout:
+            raise ValueError(f"task family {family!r}: every held-out item asks a fact its demonstrations state")
         files = {}
-        for split, rows in (("test", heldout), ("train", pool)):
+        for split, rows in (("test", heldout), ("train", demos if shots else pool)):
             path = folder / f"{family}_{split}.jsonl"
             text = "".join(json.dumps(_clean_item(r, family), ensure_ascii=False) + "\n" for r in rows)
             atomic_write_text(path, text)
@@ -102,6 +108,7 @@ def write_world_tasks(
             config["generation_kwargs"]["max_gen_toks"] = max_gen_toks
         if pool:
             config["fewshot_split"] = "train"
+            config["fewshot_config"] = {"sampler": "first_n"}  # the same demonstrations for every question
         else:
             config.pop("training_split", None)
         text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
@@ -109,7 +116,30 @@ def write_world_tasks(
             text = _code_task(folder, config, code_settings)
         atomic_write_text(folder / f"{name}.yaml", text)
         names.append(name)
+    atomic_write_json(folder / "fewshot.json", fewshot)
     return names
+
+
+def fewshot_demonstrations(family: str, pool: Sequence[dict], heldout: Sequence[dict],
+                           shots: int) -> tuple[list[dict], list[dict], list[str]]:
+    """The fixed demonstrations of a family and the held-out items left to ask.
+
+    The demonstrations are ``shots`` pool items drawn with a seed named after the family (the same
+    for every model and every run). The pool covers every individual, so a demonstration states a
+    fact (individual, attribute) the evaluation asks too; the held-out items asking a demonstrated
+    fact are left out, so no question is answered by its own prompt. Items without an individual and
+    an attribute (the real tracks' questions) are never left out.
+
+    Returns:
+        (demonstrations, held-out items to ask, ids of the held-out items left out).
+    """
+    if shots <= 0 or not pool:
+        return [], list(heldout), []
+    demos = random.Random(f"imitlib-fewshot-{family}").sample(list(pool), shots)
+    stated = {(d.get("individual"), d.get("attribute")) for d in demos if d.get("individual") and d.get("attribute")}
+    kept = [r for r in heldout if (r.get("individual"), r.get("attribute")) not in stated]
+    dropped = [str(r.get("id")) for r in heldout if (r.get("individual"), r.get("attribute")) in stated]
+    return demos, kept, dropped
 
 
 def _code_task(folder: Path, config: dict[str, Any], code_settings: Any) -> str:
