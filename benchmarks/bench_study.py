@@ -11,7 +11,9 @@ Cases:
 - ``full`` (``--full``): ``params/default.yaml`` from scratch in a fresh output root; target
   ≤ 15 min on 2 cores and peak memory ≤ 8 GiB.
 
-Per notebook wall time comes from the executed notebooks' papermill metadata. Peak memory is the
+Per notebook wall time comes from the executed notebooks' papermill metadata; the profile of the run's
+stage builds (time per stage and per kind of work, :mod:`profile_study`) is stored beside it and printed
+(for a cached rerun it is the profile of the builds it reused, timed when they were built). Peak memory is the
 largest sum of resident set sizes over the process tree (the runner, its kernels, their workers),
 polled with psutil; ``ru_maxrss`` of the largest finished child is recorded beside it.
 
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
+import profile_study  # noqa: E402
 from harness import machine_facts, write  # noqa: E402
 
 from imitlib.config import PROJECT_ROOT  # noqa: E402
@@ -149,6 +152,14 @@ def stages_built_since(run_dir: Path, since: float) -> list[str]:
     return sorted(built)
 
 
+def stage_profile(run_dir: Path) -> dict[str, Any]:
+    """The profile of a run folder's stage builds (:func:`profile_study.profile`), or why there is none."""
+    try:
+        return profile_study.profile(run_dir)
+    except (FileNotFoundError, ValueError) as error:
+        return {"error": str(error)}
+
+
 def measure(case: Case, project_root: Path = PROJECT_ROOT, python: str = sys.executable,
             extra_args: list[str] | None = None, results_dir: Path | None = None,
             timeout_s: float | None = None) -> dict[str, Any]:
@@ -208,6 +219,7 @@ def measure(case: Case, project_root: Path = PROJECT_ROOT, python: str = sys.exe
             "target_gib": case.memory_target_gib,
             "target_met": None if case.memory_target_gib is None else peak_gib <= case.memory_target_gib,
         },
+        "profile": stage_profile(run_dir),
         "log_tail": log_text[-2000:],
         "host": machine_facts(),
         "packages": package_versions(),
@@ -226,6 +238,8 @@ def main() -> None:
         parser.error("give exactly one of: smoke, cached, cached_execute, --full")
     case = CASES["full" if options.full else options.case]
     result = measure(case, extra_args=["--no-report"] if options.no_report else None)
+    if "error" not in result["profile"]:
+        print(profile_study.format_profile(result["profile"]))
     if result["returncode"] != 0:
         raise SystemExit(f"the study run failed (exit {result['returncode']}); see {RUNS_ROOT}/study_{case.name}.log")
 

@@ -13,7 +13,8 @@ Which folders are the run's: a run folder keeps every version of a stage it has 
 params change gives a new key). The profile follows the newest chain: the newest version of the
 last stage present, per seed, then the exact upstream versions its manifest names; a stage's units are
 those whose upstream keys are the stage's (or the chosen units of an upstream stage), the newest one
-per unit finished before the stage's build started.
+per unit finished before the stage's build started (where a seed's stage build is missing, e.g. an
+interrupted run, its units are those of the seed's chain so far, finished before its next stage).
 
 Three totals:
 
@@ -51,6 +52,7 @@ LABEL_KINDS: tuple[tuple[str, str], ...] = (
     (r"^teacher pretrain$", "pretraining"),
     (r"^pretrain ", "pretraining"),
     (r"^teacher chat$", "teacher chat tuning"),
+    (r"^teacher$", "teacher pretraining + chat tuning"),  # older worlds timed the two as one step
     (r"^calibration$", "calibration"),
     (r"^(knowledge base, tasks, tokenizer|pretraining data)$", "world data"),
     (r"^teacher (start|generation\b)", "teacher generation"),
@@ -63,7 +65,7 @@ LABEL_KINDS: tuple[tuple[str, str], ...] = (
 )
 # stage-level builds whose untimed rest is one kind of work; every other rest is "untimed"
 REMAINDER_KINDS = {"05_analysis": "analysis"}
-KIND_ORDER = ("world data", "pretraining", "teacher chat tuning", "calibration", "teacher generation", "finetuning",
+KIND_ORDER = ("world data", "pretraining", "teacher chat tuning", "teacher pretraining + chat tuning", "calibration", "teacher generation", "finetuning",
               "model loading", "evaluation generation", "lm-eval", "rating", "analysis", "other", "untimed")
 SEED_PART = re.compile(r"^seed(\d+)$")
 
@@ -189,22 +191,28 @@ def select(builds: list[Build]) -> list[Build]:
             required.update(pick.upstream)
     selected: list[Build] = []
     chosen_units: set[str] = set()
-    for name in names:
-        for (stage, seed), build in sorted(chosen.items(), key=lambda kv: (kv[0][1] is not None, kv[0][1] or 0)):
-            if stage != name:
-                continue
-            allowed = set(build.upstream) | chosen_units
+    seeds_of = sorted({b.seed for b in builds}, key=lambda s: (s is not None, s or 0))
+    for position, name in enumerate(names):
+        for seed in seeds_of:
+            build = chosen.get((name, seed))
+            if build is not None:
+                allowed, cutoff = set(build.upstream), build.started
+            else:  # units whose stage build is missing (interrupted, or an older layout): the seed's chain so far
+                allowed = {b.hash for (n, s), b in chosen.items() if s == seed and names.index(n) < position}
+                later = [b.started for (n, s), b in chosen.items() if s == seed and names.index(n) > position]
+                cutoff = min(later, default=float("inf"))
+            allowed |= chosen_units
             candidates: dict[str, list[Build]] = {}
             for unit in builds:
-                if unit.unit is not None and unit.stage == stage and unit.seed == seed and set(unit.upstream) <= allowed:
+                if unit.unit is not None and unit.stage == name and unit.seed == seed and set(unit.upstream) <= allowed:
                     candidates.setdefault(unit.unit, []).append(unit)
             units = []
             for label in sorted(candidates):
                 versions = candidates[label]
-                before = [u for u in versions if u.finished <= build.started + 1e-6]
+                before = [u for u in versions if u.finished <= cutoff + 1e-6]
                 units.append(max(before or versions, key=lambda u: (u.finished, u.hash)))
             chosen_units.update(u.hash for u in units)
-            selected.extend([build, *units])
+            selected.extend([*([build] if build is not None else []), *units])
     return selected
 
 
@@ -324,17 +332,19 @@ def format_profile(result: dict[str, Any]) -> str:
     """The profile as plain-text tables."""
     totals = result["totals"]
     lines = [f"profile of {result['run_dir']} ({result['builds']} stage and unit builds)", "",
-             f"{'stage':<20}{'builds':>7}{'work s':>10}{'elapsed s':>11}  per seed (s)"]
+             f"{'stage':<20}{'builds':>7}{'work s':>10}{'elapsed s':>11}{'untimed':>9}  per seed (s)"]
     for name, stage in result["stages"].items():
         seeds = ", ".join(f"{k} {v:.1f}" for k, v in stage["per_seed_seconds"].items())
-        lines.append(f"{name:<20}{stage['builds']:>7}{stage['work_seconds']:>10.1f}{stage['elapsed_seconds']:>11.1f}  {seeds}")
+        untimed = stage["kinds"].get("untimed", 0.0) / stage["work_seconds"] if stage["work_seconds"] else 0.0
+        lines.append(f"{name:<20}{stage['builds']:>7}{stage['work_seconds']:>10.1f}{stage['elapsed_seconds']:>11.1f}"
+                     f"{untimed:>9.0%}  {seeds}")
     lines += [f"{'total':<20}{result['builds']:>7}{totals['work_seconds']:>10.1f}{totals['elapsed_seconds']:>11.1f}",
               "", f"critical path {totals['critical_path_seconds']:.1f} s (slowest seed chain + run-level stages); "
               f"span {totals['span_seconds']:.1f} s from the first build's start to the last one's end "
-              f"(gaps: notebooks, loading)", "", f"{'kind of work':<24}{'seconds':>10}{'share':>8}  stages"]
+              f"(gaps: notebooks, loading)", "", f"{'kind of work':<34}{'seconds':>10}{'share':>8}  stages"]
     for kind, entry in result["kinds"].items():
         where = [name for name, stage in result["stages"].items() if kind in stage["kinds"]]
-        lines.append(f"{kind:<24}{entry['seconds']:>10.1f}{entry['share']:>8.1%}  {', '.join(where)}")
+        lines.append(f"{kind:<34}{entry['seconds']:>10.1f}{entry['share']:>8.1%}  {', '.join(where)}")
     if result.get("notebooks"):
         lines += ["", f"{'notebook':<22}{'seconds':>10}{'in builds':>11}{'outside':>9}"]
         for name, entry in result["notebooks"].items():

@@ -91,6 +91,7 @@ def test_study_benchmark_records_time_notebooks_and_tree_memory(tmp_path):
     assert saved["notebooks"]["01_world"]["slowest_cells"][0] == {"cell": 0, "seconds": 1.5}
     assert saved["memory"]["peak_tree_rss_gib"] >= 0.19  # the child's 200 MiB were seen
     assert saved["wall_seconds"] >= 1.5
+    assert "no stages/ folder" in saved["profile"]["error"]  # the stand-in built no stage to profile
     assert saved["command"].endswith("run params/smoke.yaml --run-name probe_run --set run.output_root=outputs/probe")
     assert bench_study.command_of(bench_study.CASES["smoke"], "py") == [
         "py", "-m", "imitlib", "run", "params/smoke.yaml", "--run-name", "bench_smoke",

@@ -133,3 +133,13 @@ def test_profile_script_writes_the_json(run_dir, tmp_path):
     saved = json.loads((tmp_path / "results" / "profile_run.json").read_text())
     assert saved["kinds"]["finetuning"]["seconds"] == pytest.approx(6.0)
     assert "critical path" in out.stdout and "teacher generation" in out.stdout
+
+
+def test_profile_counts_the_units_of_a_stage_whose_build_is_missing(run_dir):
+    import shutil
+
+    # seed 1's sweep table was never written (the run stopped after its sweep runs)
+    shutil.rmtree(run_dir / "stages" / "03_train" / "seed1" / "t1")
+    result = profile_study.profile(run_dir)
+    assert result["stages"]["03_train"]["per_seed_seconds"] == {"seed0": 4.5, "seed1": 4.0}
+    assert result["kinds"]["finetuning"]["seconds"] == pytest.approx(4 * 1.5)
