@@ -35,7 +35,7 @@ class TaskCounts(Section):
     compare: int = Field(default=40, ge=1)
     skill: int = Field(default=40, ge=1)
     provoke: int = Field(default=20, ge=1)
-    chitchat: int = Field(default=40, ge=0)
+    chitchat: int = Field(default=0, ge=0)
 
 
 def _pool_counts() -> TaskCounts:
