@@ -2,7 +2,7 @@
 
 Checks what the profile adds up: every seed's units counted once, the newest chain of a stage's
 versions chosen, timed parts mapped to their kinds (an unknown label is ``other``, the untimed rest of
-a build ``untimed``), overlapping seeds' elapsed time against their summed work, the critical path.
+a build ``untimed``), overlapping seeds' elapsed time against their summed work, the critical path and the slowest seed chain.
 """
 
 from __future__ import annotations
@@ -97,7 +97,9 @@ def test_profile_sums_seeds_units_and_kinds(run_dir):
     seed0 = 10.0 + 6.0 + 4.5 + 3.0 + 2.0
     seed1 = 12.0 + 4.0 + 4.5 + 3.0 + 2.0
     assert totals["seed_chains_seconds"] == {"seed0": seed0, "seed1": seed1}
-    assert totals["critical_path_seconds"] == pytest.approx(max(seed0, seed1) + 3.0)
+    assert totals["slowest_seed_chain_seconds"] == pytest.approx(max(seed0, seed1) + 3.0)
+    # the runner waits for both seeds of a stage: 01 seed 1, 02 seed 0, 03 and 04 either, then 05
+    assert totals["critical_path_seconds"] == pytest.approx(12.0 + 6.0 + 4.5 + 5.0 + 3.0)
     assert totals["work_seconds"] == pytest.approx(seed0 + seed1 + 3.0)
     assert totals["seeds_overlapped"] is True
     assert totals["elapsed_seconds"] < totals["work_seconds"]
