@@ -38,7 +38,7 @@ import json
 import re
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -234,21 +234,32 @@ def overlap_seconds(window: tuple[float, float], intervals: list[tuple[float, fl
     return union_seconds([(a, b) for a, b in clipped if b > a])
 
 
+def _utc_timestamp(text: str) -> float:
+    """Seconds since the epoch of an ISO time; one without a zone is UTC (papermill writes UTC)."""
+    moment = datetime.fromisoformat(text)
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
 def notebook_times(notebook_dir: Path, intervals: list[tuple[float, float]]) -> dict[str, dict[str, Any]]:
     """Per executed notebook: papermill's seconds, and how much of it the selected stage builds cover."""
     found: dict[str, dict[str, Any]] = {}
     for path in sorted(notebook_dir.glob("*.ipynb")):
         try:
-            meta = json.loads(path.read_text()).get("metadata", {}).get("papermill", {})
+            notebook = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
+        meta = notebook.get("metadata", {}).get("papermill", {})
         seconds = meta.get("duration")
         if not isinstance(seconds, (int, float)):
             continue
-        entry: dict[str, Any] = {"seconds": round(float(seconds), 3)}
+        cells = [(float(cell.get("metadata", {}).get("papermill", {}).get("duration") or 0.0), index,
+                  "".join(cell.get("source", "")).strip().splitlines()[0][:70] if cell.get("source") else "")
+                 for index, cell in enumerate(notebook.get("cells", [])) if cell.get("cell_type") == "code"]
+        entry: dict[str, Any] = {"seconds": round(float(seconds), 3), "slowest_cells": [
+            {"cell": index, "seconds": round(cell_seconds, 3), "first_line": line}
+            for cell_seconds, index, line in sorted(cells, key=lambda c: (-c[0], c[1]))[:3]]}
         try:
-            start = datetime.fromisoformat(str(meta["start_time"])).timestamp()
-            end = datetime.fromisoformat(str(meta["end_time"])).timestamp()
+            start, end = (_utc_timestamp(str(meta["start_time"])), _utc_timestamp(str(meta["end_time"])))
         except (KeyError, ValueError):
             start = end = None
         if start is not None and end is not None:
@@ -348,11 +359,13 @@ def format_profile(result: dict[str, Any]) -> str:
         where = [name for name, stage in result["stages"].items() if kind in stage["kinds"]]
         lines.append(f"{kind:<34}{entry['seconds']:>10.1f}{entry['share']:>8.1%}  {', '.join(where)}")
     if result.get("notebooks"):
-        lines += ["", f"{'notebook':<22}{'seconds':>10}{'in builds':>11}{'outside':>9}"]
+        lines += ["", f"{'notebook':<22}{'seconds':>10}{'in builds':>11}{'outside':>9}  slowest cell"]
         for name, entry in result["notebooks"].items():
             inside, outside = entry.get("stage_builds"), entry.get("outside_stage_builds")
+            top = entry["slowest_cells"][0] if entry["slowest_cells"] else None
             lines.append(f"{name:<22}{entry['seconds']:>10.1f}"
-                         f"{'' if inside is None else f'{inside:.1f}':>11}{'' if outside is None else f'{outside:.1f}':>9}")
+                         f"{'' if inside is None else f'{inside:.1f}':>11}{'' if outside is None else f'{outside:.1f}':>9}"
+                         + (f"  {top['seconds']:.1f} s: {top['first_line']}" if top else ""))
     return "\n".join(lines)
 
 

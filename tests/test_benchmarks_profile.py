@@ -145,3 +145,23 @@ def test_profile_counts_the_units_of_a_stage_whose_build_is_missing(run_dir):
     result = profile_study.profile(run_dir)
     assert result["stages"]["03_train"]["per_seed_seconds"] == {"seed0": 4.5, "seed1": 4.0}
     assert result["kinds"]["finetuning"]["seconds"] == pytest.approx(4 * 1.5)
+
+
+def test_profile_splits_notebook_time_into_stage_builds_and_the_rest(run_dir):
+    from datetime import datetime, timezone
+
+    def utc(offset: float) -> str:  # papermill's format: UTC without a zone
+        return datetime.fromtimestamp(T0 + offset, tz=timezone.utc).replace(tzinfo=None).isoformat()
+
+    notebooks = run_dir / "notebooks"
+    notebooks.mkdir()
+    cells = [{"cell_type": "code", "source": "import imitlib\n", "metadata": {"papermill": {"duration": 3.0}}},
+             {"cell_type": "markdown", "source": "text", "metadata": {}},
+             {"cell_type": "code", "source": ["stages = build()\n", "stages"], "metadata": {"papermill": {"duration": 13.0}}}]
+    (notebooks / "01_world.ipynb").write_text(json.dumps({"cells": cells, "metadata": {"papermill": {
+        "duration": 16.0, "start_time": utc(-1), "end_time": utc(15)}}}))
+    entry = profile_study.profile(run_dir)["notebooks"]["01_world"]
+    # the two seeds' worlds cover [0, 14] of the notebook's [-1, 15]
+    assert entry["stage_builds"] == pytest.approx(14.0) and entry["outside_stage_builds"] == pytest.approx(2.0)
+    assert entry["slowest_cells"] == [{"cell": 2, "seconds": 13.0, "first_line": "stages = build()"},
+                                      {"cell": 0, "seconds": 3.0, "first_line": "import imitlib"}]
