@@ -3,8 +3,9 @@
 Every stage and every unit of a stage (a sweep run, one model's answers) writes ``manifest.json`` with
 its build's start, end and seconds and an ``info`` dict; the stages time their parts there
 (``info.timings``: 01 per pretraining, chat tuning and calibration step; 02 the teacher's start and
-each generation call; 04 units model load, lm-eval and chat generation; 04 rating; 05 the analysis;
-a 03 unit's ``info.seconds`` is its training loop). Each timed part is mapped to a kind of work
+each generation call; 04 units model load, lm-eval and chat generation; 04 rating and the LLM judge's
+start and replies; 05 the analysis; a 03 unit's ``info.seconds`` is its training loop). Each timed part
+is mapped to a kind of work
 (:data:`LABEL_KINDS`; a label it does not know is ``other``), and the rest of a build's wall time is
 ``untimed`` (loading inputs, writing files), except in the stages whose whole build is one kind
 (:data:`REMAINDER_KINDS`).
@@ -55,6 +56,7 @@ LABEL_KINDS: tuple[tuple[str, str], ...] = (
     (r"^teacher chat$", "teacher chat tuning"),
     (r"^teacher$", "teacher pretraining + chat tuning"),  # older worlds timed the two as one step
     (r"^calibration$", "calibration"),
+    (r"^replay-only ", "calibration"),  # a base's replay-only continuation: the control's calibration
     (r"^(knowledge base, tasks, tokenizer|pretraining data)$", "world data"),
     (r"^teacher (start|generation\b)", "teacher generation"),
     (r"^training loop$", "finetuning"),
@@ -62,12 +64,13 @@ LABEL_KINDS: tuple[tuple[str, str], ...] = (
     (r"^evaluation generation$", "evaluation generation"),
     (r"^lm-eval$", "lm-eval"),
     (r"^rating$", "rating"),
+    (r"^judge (start|replies)$", "LLM judge"),
     (r"^analysis$", "analysis"),
 )
 # stage-level builds whose untimed rest is one kind of work; every other rest is "untimed"
 REMAINDER_KINDS = {"05_analysis": "analysis"}
 KIND_ORDER = ("world data", "pretraining", "teacher chat tuning", "teacher pretraining + chat tuning", "calibration", "teacher generation", "finetuning",
-              "model loading", "evaluation generation", "lm-eval", "rating", "analysis", "other", "untimed")
+              "model loading", "evaluation generation", "lm-eval", "rating", "LLM judge", "analysis", "other", "untimed")
 SEED_PART = re.compile(r"^seed(\d+)$")
 
 

@@ -56,7 +56,7 @@ def run_dir(tmp_path) -> Path:
                    [world, data, f"u{seed}0"],
                    {"timings": {"model load": 0.5, "lm-eval": 1.0, "evaluation generation": 1.25}})
         fake_build(stages, f"04_evaluate/seed{seed}", f"v{seed}", 45, 2.0, [world, data, f"t{seed}"],
-                   {"timings": {"rating": 2.0}})
+                   {"timings": {"rating": 1.5, "judge start": 0.25, "judge replies": 0.25}})
     # 05: the analysis ran 3 s before its 1 s build (it writes the store the analysis computed)
     fake_build(stages, "05_analysis", "a", 51, 1.0, ["v0", "v1"], {"timings": {"analysis": 3.0}})
     return tmp_path / "run"
@@ -83,7 +83,8 @@ def test_profile_sums_seeds_units_and_kinds(run_dir):
     assert kinds["finetuning"]["seconds"] == pytest.approx(4 * 1.5)
     assert kinds["lm-eval"]["seconds"] == pytest.approx(2.0)
     assert kinds["evaluation generation"]["seconds"] == pytest.approx(2.5)
-    assert kinds["rating"]["seconds"] == pytest.approx(4.0)
+    assert kinds["rating"]["seconds"] == pytest.approx(3.0)
+    assert kinds["LLM judge"]["labels"] == {"judge replies": 0.5, "judge start": 0.5}
     assert kinds["analysis"]["seconds"] == pytest.approx(3.0)
     assert kinds["other"]["labels"] == {"a step nobody named": 0.25}
     # untimed rests: world 10-8.25 and 12-8, data 6-5 and 4-3, sweep runs 4 x 0.5, sweep tables 2 x 0.5,

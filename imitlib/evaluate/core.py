@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import os
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -94,6 +95,7 @@ def rate_answers(
     teacher_dir: str | Path | None = None,
     seed: int = 0,
     progress: bool = True,
+    timings: dict[str, float] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rate every model's cached chat answers against the teacher's and assemble the tidy tables.
 
@@ -108,6 +110,7 @@ def rate_answers(
         teacher_dir: teacher folder (serves as the LLM judge when ``judge.endpoint == "teacher"``).
         seed: replicate seed.
         progress: progress bars.
+        timings: filled with the seconds of the LLM judge's start (``judge start``) and replies (``judge replies``).
 
     Writes ``chat_answers.jsonl`` (every model's), ``raters.json``, ``judge.json``/``judge_log.jsonl``,
     ``samples.parquet``, ``benchmarks.parquet``. Per-sample columns beyond :data:`SAMPLE_COLUMNS`
@@ -146,7 +149,11 @@ def rate_answers(
 
     rows = []
     tally = JudgeTally()
+    timings = {} if timings is None else timings
+    clock = time.perf_counter()
     with judge_for(settings, teacher_dir, seed) as judge:
+        timings["judge start"] = round(time.perf_counter() - clock, 3)
+        timings["judge replies"] = 0.0
         for entry in tqdm(models, desc="raters", disable=not progress):
             texts = answers[entry.model_id]
             rated_texts = [t for t, keep in zip(texts, rated_mask) if keep]
@@ -154,7 +161,9 @@ def rate_answers(
             llm_scores = [math.nan] * len(rated_texts)
             if judge is not None:
                 limit = settings.judge.max_prompts or len(rated_texts)
+                clock = time.perf_counter()
                 judged = rate_vs_reference(judge, rated_questions[:limit], rated_texts[:limit], rated_refs[:limit])
+                timings["judge replies"] = round(timings["judge replies"] + time.perf_counter() - clock, 3)
                 llm_scores[:limit] = judged.scores
                 tally.add(judged, verdicts["pref_fact"][:limit])
             verdicts["pref_llm"] = llm_scores

@@ -174,10 +174,12 @@ def build_evaluation(cfg: Config, seed: int, world: Any, imitation: Any, sweep: 
     with stage.build() as work:
         atomic_write_json(work / "models.json", [m.__dict__ for m in models])
         write_tasks(items, settings, work / "lm_eval_tasks")  # the tasks every unit ran, for lm_eval --include_path
-        clock = time.perf_counter()
+        clock, judge_timings = time.perf_counter(), {}
         samples, _ = rate_answers(answered, items, world.ground_truth, teacher_answers, settings, work,
-                                  teacher_dir=world.teacher_dir, seed=seed, progress=cfg.run.progress)
-        stage.info["timings"] = {"rating": round(time.perf_counter() - clock, 3)}  # the judge's serving included
+                                  teacher_dir=world.teacher_dir, seed=seed, progress=cfg.run.progress,
+                                  timings=judge_timings)
+        rating = time.perf_counter() - clock - sum(judge_timings.values())
+        stage.info["timings"] = {**judge_timings, "rating": round(rating, 3)}  # rating: all but the judge's
         if hasattr(imitation, "with_exposure"):  # exposure, exposure_stratum of imitation models' factual rows
             samples = imitation.with_exposure(samples)
             write_parquet(samples, work / "samples.parquet")
