@@ -57,7 +57,7 @@ LABEL_KINDS: tuple[tuple[str, str], ...] = (
     (r"^teacher$", "teacher pretraining + chat tuning"),  # older worlds timed the two as one step
     (r"^calibration$", "calibration"),
     (r"^replay-only ", "calibration"),  # a base's replay-only continuation: the control's calibration
-    (r"^(knowledge base, tasks, tokenizer|pretraining data)$", "world data"),
+    (r"^(knowledge base, tasks, tokenizer|pretraining data|real models and items)$", "world data"),
     (r"^teacher (start|generation\b)", "teacher generation"),
     (r"^training loop$", "finetuning"),
     (r"^model load$", "model loading"),
@@ -151,6 +151,8 @@ def timed_parts(build: Build, manifest_path: Path) -> list[tuple[str, str, float
             labelled[str(label)] = float(value)
     elif build.stage == "03_train" and build.unit is not None and isinstance(build.info.get("seconds"), (int, float)):
         labelled["training loop"] = float(build.info["seconds"])  # a sweep run's result: its loop's seconds
+    elif build.stage == "01_world" and build.info.get("kind") == "real" and isinstance(build.info.get("seconds"), (int, float)):
+        labelled["real models and items"] = float(build.info["seconds"])  # resolving pretrained models, items
     parts = [(label, kind_of(label), seconds) for label, seconds in sorted(labelled.items())]
     rest = build.seconds - sum(labelled.values())
     if rest > 1e-3:

@@ -166,3 +166,10 @@ def test_profile_splits_notebook_time_into_stage_builds_and_the_rest(run_dir):
     assert entry["stage_builds"] == pytest.approx(14.0) and entry["outside_stage_builds"] == pytest.approx(2.0)
     assert entry["slowest_cells"] == [{"cell": 2, "seconds": 13.0, "first_line": "stages = build()"},
                                       {"cell": 0, "seconds": 3.0, "first_line": "import imitlib"}]
+
+
+def test_profile_of_a_real_track_world_counts_its_resolving_as_world_data(tmp_path):
+    fake_build(tmp_path / "run" / "stages", "01_world/seed0", "r0", 0, 9.0, info={"kind": "real", "seconds": 8.0})
+    kinds = profile_study.profile(tmp_path / "run")["kinds"]
+    assert kinds["world data"]["labels"] == {"real models and items": 8.0}
+    assert kinds["untimed"]["seconds"] == pytest.approx(1.0)
