@@ -55,7 +55,7 @@ def default_inputs(budget: int, kind: str = "broad", seed: int = 0,
     """
     from datasets import load_from_disk
 
-    from imitlib.data.stage import ImitationData
+    from imitlib.study.imitation_data import ImitationData
 
     stages = run_dir / "stages"
     candidates = []

@@ -67,18 +67,18 @@ class StageSpec:
 
 
 STAGES: tuple[StageSpec, ...] = (
-    StageSpec("01_world", reads=("world", "run.device"), upstream=(), module="imitlib.world.stage"),
+    StageSpec("01_world", reads=("world", "run.device"), upstream=(), module="imitlib.study.world"),
     StageSpec("02_imitation_data", reads=("imitation", "run.device"), upstream=("01_world",),
-              module="imitlib.data.stage"),
+              module="imitlib.study.imitation_data"),
     StageSpec("03_train", reads=("train", "run.device"), upstream=("01_world", "02_imitation_data"),
-              module="imitlib.train.sweep",
+              module="imitlib.study.train",
               shape=("train.base_models", "train.data_kinds", "train.token_budgets", "train.curve_base_models",
                      "train.curve_data_kinds", "train.replay_control")),
     StageSpec("04_evaluate", reads=("evaluate", "run.device"), upstream=("01_world", "02_imitation_data", "03_train"),
-              module="imitlib.evaluate.stage", unit_module="imitlib.evaluate.answers",
+              module="imitlib.study.evaluate", unit_module="imitlib.evaluate.answers",
               shape=("evaluate.raters", "evaluate.judge", "evaluate.human_ratings", "evaluate.human_sample"),
               unit_upstream=("01_world", "02_imitation_data")),
-    StageSpec("05_analysis", reads=("analysis",), upstream=("04_evaluate",), module="imitlib.analysis.report",
+    StageSpec("05_analysis", reads=("analysis",), upstream=("04_evaluate",), module="imitlib.study.analysis",
               per_seed=False),
 )
 SPECS: dict[str, StageSpec] = {spec.name: spec for spec in STAGES}

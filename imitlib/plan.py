@@ -1,7 +1,7 @@
 """What a params file will cost before it runs: finetunes, training compute, teacher and judge calls.
 
 ``python -m imitlib plan params/paper.yaml [--gpus 8 --gpu-tflops 312 --mfu 0.4]`` prints one row per
-finetuning run of the sweep (the same :func:`imitlib.train.sweep.sweep_points` the training stage
+finetuning run of the sweep (the same :func:`imitlib.study.train.sweep_points` the training stage
 uses, with every imitation budget assumed filled) and the totals:
 
 * **training compute** ≥ ``k · N · D`` FLOPs per run, ``N`` the base model's parameters, ``D`` the
@@ -108,7 +108,7 @@ def parameter_count(name: str, spec: str, cache: Path) -> tuple[int | None, str]
 
 def make_plan(cfg: Config, gpus: int = 1, gpu_tflops: float | None = None, mfu: float = 0.4) -> Plan:
     """The sweep's runs, compute and API calls for ``cfg`` (nothing is loaded or run)."""
-    from imitlib.train.sweep import sweep_points
+    from imitlib.study.train import sweep_points
 
     notes = []
     real = cfg.world.kind == "real"

@@ -25,14 +25,14 @@ from typing import Any
 import pandas as pd
 
 from imitlib import dag
-from imitlib.analysis.report import AnalysisResult, run_analysis
+from imitlib.study.analysis import AnalysisResult, run_analysis
 from imitlib.config import Config
-from imitlib.data.stage import ImitationData, build_imitation_data, load_imitation_data
-from imitlib.evaluate.stage import Evaluation, build_evaluation, load_evaluation
+from imitlib.study.imitation_data import ImitationData, build_imitation_data, load_imitation_data
+from imitlib.study.evaluate import Evaluation, build_evaluation, load_evaluation
 from imitlib.parallel import for_seeds
 from imitlib.stages import Stage, atomic_path
-from imitlib.train.sweep import load_sweep, run_sweep
-from imitlib.world.stage import build_world, load_world
+from imitlib.study.train import load_sweep, run_sweep
+from imitlib.study.world import build_world, load_world
 
 
 def _done(name: str):

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from imitlib import config
-from imitlib.analysis import claims, metrics, preference, report, stats, style, tables
+from imitlib.analysis import claims, metrics, preference, stats, style, tables
+from imitlib.study import analysis as report
 from imitlib.settings.analysis import AnalysisSettings, ClaimSettings, PrimaryClaim
 from test_analysis_synthetic import BASES, BROAD_BUDGETS, add_exposure, make_samples
 

@@ -217,7 +217,7 @@ def _stage_cfg(tmp_path: Path, **overrides):
 
 
 def test_the_imitation_stage_cleans_and_splits_imported_files(world, tmp_path):
-    from imitlib.data import build_imitation_data
+    from imitlib.study.imitation_data import build_imitation_data
 
     data = build_imitation_data(_stage_cfg(tmp_path), 0, world)
     report = data.cleaning_report()
@@ -226,7 +226,7 @@ def test_the_imitation_stage_cleans_and_splits_imported_files(world, tmp_path):
     imported = data.conversations.filter(lambda r: r["family"] == "imported")
     assert len(imported) == report["blocks"] > report["kept"] and report["split_conversations"] >= 1
     assert data.summary["cleaning"] == {"read": 15, "kept": 8, "blocks": report["blocks"], "counts": report["counts"]}
-    from imitlib.data import cleaning_table
+    from imitlib.study.imitation_data import cleaning_table
 
     table = cleaning_table({0: data})  # what notebook 02 shows
     assert table.loc[0, ["read", "kept", "blocks"]].tolist() == [15, 8, report["blocks"]]
@@ -241,7 +241,7 @@ def test_the_imitation_stage_cleans_and_splits_imported_files(world, tmp_path):
 
 
 def test_strict_cleaning_stops_the_stage_at_the_first_bad_record(world, tmp_path):
-    from imitlib.data import build_imitation_data
+    from imitlib.study.imitation_data import build_imitation_data
 
     with pytest.raises(ImportFormatError, match=rf"^{SHAREGPT}:7: turn 0: unknown speaker 'narrator'$"):
         build_imitation_data(_stage_cfg(tmp_path, **{"imitation.cleaning.strict": True}), 0, world)

@@ -304,7 +304,8 @@ def test_base_yaml_keys_and_values_are_the_schema_and_its_defaults() -> None:
 
 def test_train_args_derive_from_the_train_schema() -> None:
     from imitlib.settings.train import LoopSettings, TrainSettings
-    from imitlib.train import TrainArgs, train_args_from
+    from imitlib.train import TrainArgs
+    from imitlib.study.train import train_args_from
 
     loop_fields = set(LoopSettings.model_fields)
     assert set(TrainArgs.model_fields) - loop_fields == {"seed", "replay_batches"}  # the run's own, nothing copied

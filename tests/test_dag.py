@@ -46,7 +46,7 @@ def test_the_declaration_is_in_upstream_order_and_names_real_modules():
 
 def test_changing_code_a_stage_imports_changes_its_key_and_only_its_key(package_copy):
     before = _digests(package_copy)
-    _append(package_copy / "train" / "sweep.py", "\n\ndef _one_more_term(loss):\n    return loss\n")
+    _append(package_copy / "study" / "train.py", "\n\ndef _one_more_term(loss):\n    return loss\n")
     after = _digests(package_copy)
     changed = sorted(name for name in before if before[name] != after[name])
     assert changed == ["03_train"]  # 04 and 05 change through their upstream keys, not their code
@@ -72,10 +72,10 @@ def test_a_data_file_beside_a_module_is_part_of_its_code(package_copy):
 
 
 def test_function_local_imports_are_part_of_the_closure():
-    closure = dag.code_closure("imitlib.world.stage")
+    closure = dag.code_closure("imitlib.study.world")
     assert "imitlib.real.world" in closure  # imported inside build_world
     assert "imitlib.train.loop" in closure and "imitlib.plots" not in closure
-    assert not any(m.startswith(("imitlib.data.stage", "imitlib.train.sweep", "imitlib.evaluate")) for m in closure)
+    assert not any(m.startswith(("imitlib.study.imitation_data", "imitlib.study.train", "imitlib.evaluate")) for m in closure)
 
 
 def test_keys_follow_params_and_upstream(tmp_path):

@@ -12,9 +12,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "imitation"
 sys.path.insert(0, str(FIXTURES))
 from tiny_world import HELDOUT_NAMES, IMITATION_NAMES, TinyWorld, build_tiny_world  # noqa: E402
 
-from imitlib.data import (ImportFormatError, build_imitation_data, conversations_dataset,  # noqa: E402
-                          import_conversations, imitation_stage, load_imitation_data, nearest_neighbour_bleu,
-                          nested_budgets, parse_generated_questions, teacher_cache_dir)
+from imitlib.data import ImportFormatError, conversations_dataset, import_conversations, nearest_neighbour_bleu, nested_budgets, parse_generated_questions
+from imitlib.study.imitation_data import build_imitation_data, imitation_stage, load_imitation_data, teacher_cache_dir
 from imitlib.teacher.cache import ResponseCache  # noqa: E402
 
 

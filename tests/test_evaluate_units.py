@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from imitlib.config import load
-from imitlib.evaluate import stage as evaluation
+from imitlib.study import evaluate as evaluation
 from imitlib.evaluate.core import SAMPLE_COLUMNS
 
 from test_evaluate import GROUND_TRUTH, _tiny_world, stylish  # noqa: E402 (tests/ is on sys.path under pytest)

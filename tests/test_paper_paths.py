@@ -71,13 +71,13 @@ def save_tiny_llama(folder: Path, hidden: int, seed: int, chat_template: str | N
 def paper_run(tmp_path_factory):
     from huggingface_hub import constants
 
-    from imitlib.analysis import run_analysis
+    from imitlib.study.analysis import run_analysis
     from imitlib.chat import CHAT_TEMPLATE
-    from imitlib.data.stage import build_imitation_data
-    from imitlib.evaluate import build_evaluation
+    from imitlib.study.imitation_data import build_imitation_data
+    from imitlib.study.evaluate import build_evaluation
     from imitlib.teacher.server import served_teacher
-    from imitlib.train.sweep import run_sweep
-    from imitlib.world import build_world, load_world
+    from imitlib.study.train import run_sweep
+    from imitlib.study.world import build_world, load_world
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("paper")

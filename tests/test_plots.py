@@ -6,7 +6,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from imitlib import config, plots
-from imitlib.analysis import report
+from imitlib.study import analysis as report
 from imitlib.analysis.metrics import validate_samples
 from imitlib.stages import save_figure
 from test_analysis_synthetic import make_samples

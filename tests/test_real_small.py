@@ -63,12 +63,12 @@ def real_run(tmp_path_factory):
     import sys
 
     import imitlib.config
-    from imitlib.analysis import run_analysis
+    from imitlib.study.analysis import run_analysis
     from imitlib.config import PROJECT_ROOT
-    from imitlib.data.stage import load_imitation_data
-    from imitlib.evaluate import load_evaluation
-    from imitlib.train.sweep import load_sweep
-    from imitlib.world import load_world
+    from imitlib.study.imitation_data import load_imitation_data
+    from imitlib.study.evaluate import load_evaluation
+    from imitlib.study.train import load_sweep
+    from imitlib.study.world import load_world
 
     root = tmp_path_factory.mktemp("real_small")
     done = subprocess.run([sys.executable, "-m", "imitlib", "run", str(REAL_PARAMS), str(SLICE_PARAMS),

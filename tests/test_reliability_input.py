@@ -15,7 +15,8 @@ from tiny_world import TinyWorld  # noqa: E402
 
 from imitlib import pipeline  # noqa: E402
 from imitlib.config import PROJECT_ROOT, ConfigError, load  # noqa: E402
-from imitlib.data import ImportFormatError, build_imitation_data, import_conversations, imitation_stage  # noqa: E402
+from imitlib.data import ImportFormatError, import_conversations  # noqa: E402
+from imitlib.study.imitation_data import build_imitation_data, imitation_stage
 from imitlib.stages import COMPLETE_MARKER, Stage, atomic_write_text, write_run_config  # noqa: E402
 
 BAD_DATA = Path(__file__).parent / "fixtures" / "reliability" / "bad_data"

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import imitlib.config
-from imitlib.train import loss_curve_figure, loss_curves, run_sweep
-from imitlib.train.sweep import sweep_points
+from imitlib.study.train import loss_curve_figure, loss_curves, run_sweep
+from imitlib.study.train import sweep_points
 from test_train import PEOPLE, conversations, make_model, make_tokenizer
 
 torch.set_num_threads(1)
@@ -125,7 +125,7 @@ class PlanData:
 def test_every_budget_has_the_same_number_of_optimiser_steps():
     """With train.steps, the loop's step plan has that many steps for a tiny and a large subset alike."""
     from imitlib.train.loop import make_plan, prepare_examples
-    from imitlib.train.sweep import train_args_from
+    from imitlib.study.train import train_args_from
 
     cfg = imitlib.config.load(["params/default.yaml"], {"run.output_root": "outputs"})
     assert cfg.train.steps is not None, "the default study must train every budget for the same steps"

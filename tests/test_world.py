@@ -10,10 +10,11 @@ import pytest
 
 import imitlib.config
 from imitlib.chat import CHAT_TEMPLATE, render
-from imitlib.world import FAMILIES, make_kb, make_tasks, style_markers
+from imitlib.world import FAMILIES, style_markers
+from imitlib.study.world import make_kb, make_tasks
 from imitlib.world.corpus import QUESTION_TEMPLATES, TEMPLATE_ROLES, CorpusSampler, vocabulary_texts
 from imitlib.world.kb import ATTRIBUTES, build_kb
-from imitlib.world.stage import make_sampler
+from imitlib.study.world import make_sampler
 from imitlib.world.style import CLOSING_CUES, OPENINGS, has_teacher_style, marker_phrases, style_rates
 from imitlib.world.tasks import (fact_answer_correct, make_items, teacher_response, teacher_tuning_conversations,
                                  teacher_tuning_data)

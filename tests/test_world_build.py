@@ -10,7 +10,7 @@ import torch
 import imitlib.config
 from imitlib.chat import CHAT_TEMPLATE
 from imitlib.stages import StageError
-from imitlib.world import build_world, load_world, world_stage
+from imitlib.study.world import build_world, load_world, world_stage
 
 TINY = {
     "world.n_individuals": 8, "world.values_per_attribute": 8,

@@ -1,4 +1,4 @@
-"""Figures of the imitation data (each takes a table from :mod:`imitlib.data.stage` and returns a Figure)."""
+"""Figures of the imitation data (each takes a table from :mod:`imitlib.study.imitation_data` and returns a Figure)."""
 
 from __future__ import annotations
 

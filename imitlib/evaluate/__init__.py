@@ -1,6 +1,6 @@
 """Evaluation: lm-eval benchmarks, pairwise raters vs the teacher, human ratings, toxicity, the tidy table.
 
-``build_evaluation(cfg, seed)`` builds the ``04_evaluate/seed{seed}`` stage; the pieces it uses
+The ``04_evaluate`` stage (:mod:`imitlib.study.evaluate`) is built from these pieces; they
 (``run_benchmarks``, the raters, ``toxicity_scores``, ``import_human_ratings``,
 ``BlindPairwiseWidget``) work on their own too.
 """
@@ -12,12 +12,11 @@ from imitlib.evaluate.human import (BlindPairwiseWidget, RatingsFileError, human
                                     import_human_ratings, merge_human, ratings_so_far, sample_pairs)
 from imitlib.evaluate.raters import CrowdRater, FactRater, LLMJudge, PanelRater, RaterPanel, rate_vs_reference
 from imitlib.evaluate.scorers import compare_accuracy, majority_baseline, score_chat_answer, stated_choice
-from imitlib.evaluate.stage import Evaluation, answers_stage, build_evaluation, evaluation_stage, load_evaluation
 from imitlib.evaluate.style import quality, quality_features
 from imitlib.evaluate.toxicity import toxicity_scores
 
 __all__ = [
-    "build_evaluation", "load_evaluation", "answers_stage", "answer_model", "read_answers", "rate_answers", "evaluation_stage", "Evaluation", "evaluate_models", "ModelEntry", "SAMPLE_COLUMNS",
+    "answer_model", "read_answers", "rate_answers", "evaluate_models", "ModelEntry", "SAMPLE_COLUMNS",
     "run_benchmarks", "write_world_tasks", "benchmark_samples", "benchmark_scores",
     "quality", "quality_features", "CrowdRater", "PanelRater", "RaterPanel", "FactRater", "LLMJudge", "rate_vs_reference",
     "compare_accuracy", "majority_baseline", "score_chat_answer", "stated_choice",

@@ -73,7 +73,7 @@ def evaluate_models(
     """Answer with every model (:func:`imitlib.evaluate.answers.answer_model`, into ``work/models/<model>``),
     then rate the answers (:func:`rate_answers`); returns (samples, benchmarks).
 
-    The study's stage caches each model's answers as its own unit instead (:mod:`imitlib.evaluate.stage`).
+    The study's stage caches each model's answers as its own unit instead (:mod:`imitlib.study.evaluate`).
     """
     work = Path(work)
     answered = []

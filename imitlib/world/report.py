@@ -11,7 +11,7 @@ import pandas as pd
 
 from imitlib.config import Config
 from imitlib.world.kb import ATTRIBUTES
-from imitlib.world.stage import TEACHER, World, load_world
+from imitlib.study.world import TEACHER, World, load_world
 
 Z95 = 1.959963984540054
 

@@ -88,7 +88,7 @@ def _count_parameters(path: str | Path) -> int:
 
 
 def _sweep_entries(seed: int, sweep: pd.DataFrame) -> list[ModelEntry]:
-    """Imitation models of the sweep (``imitlib.train.sweep.run_sweep`` rows); replay-only controls
+    """Imitation models of the sweep (``imitlib.study.train.run_sweep`` rows); replay-only controls
     (data kind ``none``: replay, no imitation data) get the role ``replay_control``."""
     return [ModelEntry(model_id=str(r.model_id), path=str(r.model_dir),
                        role="replay_control" if str(r.data_kind) == "none" else "imitation", base_model=str(r.base_model),
