@@ -82,22 +82,14 @@ def synthetic_inputs(folder: Path, count: int = 200, **model_shape: int) -> tupl
     return model_dir, synthetic_conversations(count), f"synthetic: {count} conversations, Llama {model_shape or 'base-m shape'}"
 
 
-def trainer_side(model, tokenizer, sequences: list[tuple[list[int], list[int]]], step_batches: list[list[int]],
-                 args: TrainArgs, workdir: Path) -> tuple[float, list[float]]:
-    """Train ``model`` in place with ``transformers.Trainer``: one padded batch per step, as planned.
-
-    Returns:
-        (seconds inside ``trainer.train()``, the logged loss of every step).
-    """
+def planned_trainer(model, dataset: list[dict], collator, step_batches: list[list[int]], args: TrainArgs,
+                    workdir: Path):
+    """The stock ``Trainer`` with the study's optimiser settings, reading one batch per planned step
+    (``step_batches``: the conversations of each of our steps), so both sides see the same data."""
     from torch.utils.data import DataLoader
-    from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer, TrainingArguments
-
-    dataset = [{"input_ids": ids, "labels": labels} for ids, labels in sequences]
-    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
+    from transformers import PrinterCallback, Trainer, TrainingArguments
 
     class PlannedTrainer(Trainer):
-        """The stock Trainer, reading batches in the given order (same conversations per step as ours)."""
-
         def get_train_dataloader(self) -> DataLoader:
             return self.accelerator.prepare(DataLoader(dataset, batch_sampler=step_batches, collate_fn=collator))
 
@@ -111,38 +103,37 @@ def trainer_side(model, tokenizer, sequences: list[tuple[list[int], list[int]]],
     )
     trainer = PlannedTrainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator)
     trainer.remove_callback(PrinterCallback)  # the loss is read from log_history, not printed
+    return trainer
+
+
+def _train(trainer) -> tuple[float, list[float]]:
     output = trainer.train()
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    return output.metrics["train_runtime"], losses
+    return output.metrics["train_runtime"], [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+
+
+def trainer_side(model, tokenizer, sequences: list[tuple[list[int], list[int]]], step_batches: list[list[int]],
+                 args: TrainArgs, workdir: Path) -> tuple[float, list[float]]:
+    """Train ``model`` in place with ``transformers.Trainer``: one padded batch per step, as planned.
+
+    Returns:
+        (seconds inside ``trainer.train()``, the logged loss of every step).
+    """
+    from transformers import DataCollatorForSeq2Seq
+
+    dataset = [{"input_ids": ids, "labels": labels} for ids, labels in sequences]
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
+    return _train(planned_trainer(model, dataset, collator, step_batches, args, workdir))
 
 
 def flattening_side(model, sequences: list[tuple[list[int], list[int]]], step_batches: list[list[int]],
                     args: TrainArgs, workdir: Path) -> tuple[float, list[float]]:
     """Train ``model`` in place with ``Trainer`` + ``DataCollatorWithFlattening``: one row per step."""
-    from torch.utils.data import DataLoader
-    from transformers import DataCollatorWithFlattening, PrinterCallback, Trainer, TrainingArguments
+    from transformers import DataCollatorWithFlattening
 
     dataset = [{"input_ids": ids, "labels": labels} for ids, labels in sequences]
-    collator = DataCollatorWithFlattening(separator_id=IGNORE_INDEX)
     model.config.use_cache = False  # with a KV cache the packed-sequence mask is skipped (examples leak)
-
-    class PlannedTrainer(Trainer):
-        def get_train_dataloader(self) -> DataLoader:
-            return self.accelerator.prepare(DataLoader(dataset, batch_sampler=step_batches, collate_fn=collator))
-
-    training_args = TrainingArguments(
-        output_dir=str(workdir), max_steps=len(step_batches), learning_rate=args.lr,
-        lr_scheduler_type=args.schedule, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
-        adam_beta1=args.adam_betas[0], adam_beta2=args.adam_betas[1], max_grad_norm=args.max_grad_norm,
-        optim="adamw_torch", per_device_train_batch_size=1, gradient_accumulation_steps=1,
-        logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True,
-        seed=args.seed, dataloader_num_workers=0, remove_unused_columns=False,
-    )
-    trainer = PlannedTrainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator)
-    trainer.remove_callback(PrinterCallback)
-    output = trainer.train()
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    return output.metrics["train_runtime"], losses
+    return _train(planned_trainer(model, dataset, DataCollatorWithFlattening(separator_id=IGNORE_INDEX),
+                                  step_batches, args, workdir))
 
 
 def matmul_peak_gflops(sizes: tuple[int, ...] = (512, 1024, 2048), dtype=torch.float32, repeats: int = 5) -> dict:
