@@ -2,7 +2,8 @@
 
 Every stage and every unit of a stage (a sweep run, one model's answers) writes ``manifest.json`` with
 its build's start, end and seconds and an ``info`` dict; the stages time their parts there
-(``info.timings``: 01 per pretraining, chat tuning and calibration step; 02 the teacher's start and
+(``info.timings``: 01 per step: each base's pretraining and its replay-only continuation, the teacher's
+pretraining and chat tuning, calibration; 02 the teacher's start and
 each generation call; 04 units model load, lm-eval and chat generation; 04 rating and the LLM judge's
 start and replies; 05 the analysis; a 03 unit's ``info.seconds`` is its training loop). Each timed part
 is mapped to a kind of work

@@ -258,6 +258,7 @@ def _build_into(work: Path, settings: WorldSettings, seed: int, progress: bool) 
         models[size.name] = model
         model.eval()
         recalls[size.name] = cal.fewshot_recall(model, tokenizer, prompts)
+        lap(f"pretrain {size.name}")
         if convergence_rows:  # the replay-only control's budget, continued from the saved base
             continued = train_causal_lm(copy.deepcopy(model), convergence_rows,
                                         pretrain_args(settings, seed, lr=settings.convergence_lr),
@@ -265,7 +266,7 @@ def _build_into(work: Path, settings: WorldSettings, seed: int, progress: bool) 
             continued.eval()
             replay_recalls[size.name] = cal.fewshot_recall(continued, tokenizer, prompts)
             del continued
-        lap(f"pretrain {size.name}")
+            lap(f"replay-only {size.name}")
     base_order = sorted(models, key=lambda name: params[name])
 
     # The teacher: its own larger model, pretrained from scratch on the same stream for longer,
