@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
 
+from fastapi import Request  # at module level: the endpoint's string annotation resolves against these globals
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from imitlib.processes import die_with_parent, stop_process
@@ -275,11 +276,12 @@ class _BodyLimit:
 def create_app(teacher: LocalTeacher, model_name: str | None = None, max_batch: int = 16,
                max_request_bytes: int = MAX_REQUEST_BYTES):
     """A FastAPI app serving ``teacher``; ``app.state.engine`` counts answered requests."""
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     name = model_name or teacher.model_id
+    watchers: set[asyncio.Future] = set()  # the disconnect watchers of streams in flight
     engine = BatchingEngine(teacher, max_batch=max_batch)
 
     @contextlib.asynccontextmanager
@@ -330,7 +332,7 @@ def create_app(teacher: LocalTeacher, model_name: str | None = None, max_batch: 
                 "busy_seconds": round(engine.busy_s, 3)}
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(body: ChatRequest):
+    async def chat_completions(body: ChatRequest, request: Request):
         app.state.requests += 1
         if body.model != name:
             return _error(404, f"model {body.model!r} does not exist; this server has {name!r}",
@@ -348,7 +350,7 @@ def create_app(teacher: LocalTeacher, model_name: str | None = None, max_batch: 
         seed = body.seed if body.seed is not None else 0
         sampling = Sampling(max_new_tokens=body.new_tokens, temperature=body.temperature, top_p=body.top_p, seed=seed)
         if body.stream:
-            return _stream(body, messages, sampling, prompt_tokens)
+            return _stream(body, messages, sampling, prompt_tokens, request)
         try:
             text = await asyncio.wrap_future(engine.submit(messages, sampling))
         except Exception as exc:
@@ -374,7 +376,8 @@ def create_app(teacher: LocalTeacher, model_name: str | None = None, max_batch: 
         return text, finish, {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                               "total_tokens": prompt_tokens + completion_tokens}
 
-    def _stream(body: ChatRequest, messages: list[dict[str, str]], sampling: Sampling, prompt_tokens: int):
+    def _stream(body: ChatRequest, messages: list[dict[str, str]], sampling: Sampling, prompt_tokens: int,
+                request: Request):
         """Server-sent events in the ``chat.completion.chunk`` format, deltas as tokens are generated."""
         import json
 
@@ -400,6 +403,20 @@ def create_app(teacher: LocalTeacher, model_name: str | None = None, max_batch: 
 
         def choice(delta: dict[str, str], finish: str | None = None) -> list[dict[str, Any]]:
             return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+
+        async def watch_client() -> None:
+            """Stop the generation once the client has gone away. This does not rely on the event
+            generator below: the ASGI server drops writes to a closed connection silently, and a
+            streaming response cancelled on disconnect may leave that generator suspended, unfinalised."""
+            while not future.done():
+                if await request.is_disconnected():
+                    streamer.cancel()
+                    return
+                await asyncio.sleep(0.05)
+
+        watcher = asyncio.ensure_future(watch_client())
+        watchers.add(watcher)  # a strong reference until it ends
+        watcher.add_done_callback(watchers.discard)
 
         async def events():
             try:
