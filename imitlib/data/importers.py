@@ -199,16 +199,24 @@ def _conversation(cid: Any, source: str, where: str, messages: list[dict[str, st
 
 
 # ---- one converter per record format: record -> conversations (raises _Bad) ---------------------
-def _from_sharegpt(record: Any, path: Path, line: int) -> list[dict[str, Any]]:
-    turns = _require(record, "conversations", list)
+def _turns(raw: list, label: str, role_key: str, text_key: str, noun: str,
+           role_of: Callable[[str], str | None]) -> list[dict[str, str]]:
+    """``{"role", "content"}`` messages from a record's list of turns (raises :class:`_Bad` naming the turn)."""
     messages = []
-    for position, turn in enumerate(turns):
-        speaker = _require(turn, "from", str, f"turn {position}")
-        value = _require(turn, "value", str, f"turn {position}")
-        role = ROLE_ALIASES.get(speaker.lower())
+    for position, turn in enumerate(raw):
+        where = f"{label} {position}"
+        speaker = _require(turn, role_key, str, where)
+        text = _require(turn, text_key, str, where)
+        role = role_of(speaker)
         if role is None:
-            raise _Bad("unknown_role", f"turn {position}: unknown speaker {_shown(speaker)}")
-        messages.append({"role": role, "content": value})
+            raise _Bad("unknown_role", f"{where}: unknown {noun} {_shown(speaker)}")
+        messages.append({"role": role, "content": text})
+    return messages
+
+
+def _from_sharegpt(record: Any, path: Path, line: int) -> list[dict[str, Any]]:
+    messages = _turns(_require(record, "conversations", list), "turn", "from", "value", "speaker",
+                      lambda speaker: ROLE_ALIASES.get(speaker.lower()))
     cid = record.get("id", f"{path.stem}-{line}")
     return [_conversation(cid, f"sharegpt:{path.name}", f"{path}:{line}", messages)]
 
@@ -240,14 +248,8 @@ def _from_hc3(record: Any, path: Path, line: int) -> list[dict[str, Any]]:
 
 
 def _from_messages(record: Any, path: Path, line: int) -> list[dict[str, Any]]:
-    raw = _require(record, "messages", list)
-    messages = []
-    for position, message in enumerate(raw):
-        role = _require(message, "role", str, f"message {position}")
-        content = _require(message, "content", str, f"message {position}")
-        if role not in ("system", "user", "assistant"):
-            raise _Bad("unknown_role", f"message {position}: unknown role {_shown(role)}")
-        messages.append({"role": role, "content": content})
+    messages = _turns(_require(record, "messages", list), "message", "role", "content", "role",
+                      lambda role: role if role in ("system", "user", "assistant") else None)
     cid = record.get("id", f"{path.stem}-{line}")
     return [_conversation(cid, f"messages:{path.name}", f"{path}:{line}", messages)]
 
