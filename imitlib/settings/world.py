@@ -125,7 +125,7 @@ class WorldSettings(Section):
     teacher_pretrain_lr: float = Field(default=2e-3, gt=0.0)
     teacher_tuning_fraction: float = Field(default=1.0, gt=0.0, le=1.0)
     teacher_chat_lr: float = Field(default=2e-3, gt=0.0)
-    teacher_chat_epochs: float = Field(default=4.0, gt=0.0)
+    teacher_chat_epochs: float = Field(default=10.0, gt=0.0)
     teacher_chat_batch_size: int = Field(default=4, ge=1)
     teacher_qa_paraphrases: int = Field(default=2, ge=1, le=2)
     teacher_replay_every: int = Field(default=1, ge=0)
