@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -174,7 +175,12 @@ def test_scorecard_reproduced_when_the_effects_are_there(six_seed_store):
     for claim in ("C2c", "C4c", "C1w", "C1w1", "C7", "cost"):
         assert card.loc[claim, "verdict"] == "not computable", claim
     assert card.loc["C2", "value"] == pytest.approx(-0.10, abs=0.04)
-    assert card.loc["C5", "value"] > 0.7
+    # C5 is I − B − 0.5 (T − B): positive when more than half the style gap is closed; the note
+    # gives the pooled share closed (the synthetic imitation closes well over 70% of it)
+    assert card.loc["C5", "value"] > 0
+    assert card.loc["C1g", "verdict"] == "reproduced"  # imitation rated above its base, not only above 50%
+    closed = float(re.search(r"gap closed on the pooled scores: (-?\d+)%", card.loc["C5", "note"]).group(1))
+    assert closed > 70
     # seed level: six per-seed effects, an interval around their mean, Holm across the primary claims
     assert (card.loc[list(paper_claims), "n_seeds"] == 6).all()
     effects = json.loads(card.loc["C3", "seed_effects"])
@@ -195,6 +201,8 @@ def test_scorecard_not_reproduced_when_the_effects_are_reversed():
                       task_gain=-0.3, style_copy=0.0, toxicity_drop=-0.2, pref_good=0.2)
     for claim in ("C1", "C2", "C3", "C4", "C5", "C6"):
         assert card.loc[claim, "verdict"] == "not reproduced", (claim, card.loc[claim].to_dict())
+    # the synthetic base is rated as good as the teacher 20% of the time, as imitation is here: no gain
+    assert card.loc["C1g", "verdict"] == "inconclusive" and abs(card.loc["C1g", "value"]) < 0.1
 
 
 def test_three_seeds_and_holm_make_verdicts_harder():
@@ -296,9 +304,10 @@ def test_c7_exposed_strata_and_unexposed_c2():
     card = claims.scorecard(_store(samples), ClaimSettings()).set_index("claim")
     assert card.loc["C7", "verdict"] == "reproduced"
     assert card.loc["C7", "value"] == pytest.approx(0.3, abs=0.06)
-    # C2 reads the unexposed stratum only: the change there, not the exposed items' gain
-    assert card.loc["C2", "value"] == pytest.approx(-0.1, abs=0.05)
-    assert "unexposed items only" in card.loc["C2", "note"]
+    # C2u reads the unexposed stratum only: the change there, not the exposed items' gain; C2 reads
+    # every item, so the facts the data states move it up (the paper's measurement can fail here)
+    assert card.loc["C2u", "value"] == pytest.approx(-0.1, abs=0.05)
+    assert card.loc["C2", "value"] > card.loc["C2u", "value"] + 0.05
     assert set(card.index[card["kind"] == "cost"]) == {f"cost:{k}:{m}" for k in ("broad", "task")
                                                        for m in ("tokens_per_fact", "tokens_to_match")}
     # the facts stated in the data are not learned: C7 can fail

@@ -22,7 +22,8 @@ two-level bootstrap interval and its verdict are kept as a secondary, labelled v
   non-zero budget (largest base model); below ``saturation_margin``. Needs two budgets.
 * **C2** broad imitation leaves the benchmarks flat or lower: accuracy after the largest broad
   budget minus the base model's, averaged over base models and benchmark tasks; below ``flat_margin``.
-  Where benchmark rows carry exposure labels, only the unexposed stratum (exposure 0) counts.
+  Every benchmark item counts, as in the paper: facts the imitation data states could be learned, so
+  C2 can fail. **C2u** the same on the unexposed stratum only (exposure 0), where labels exist.
 * **C2c** the same against the replay-only control (role ``replay_control``).
 * **C3** a larger base model raises the benchmarks: accuracy of the largest minus the smallest
   base model, averaged over scored tasks and over {no imitation, largest broad budget}; above
@@ -31,7 +32,8 @@ two-level bootstrap interval and its verdict are kept as a secondary, labelled v
   task-specific budget minus the base model's, largest base model; above ``c4_min_gain``.
   **C4c** the same against the replay-only control.
 * **C5** style is copied: style-gap closed = (style score of the largest broad imitation − base) /
-  (teacher's second sample − base), largest base model; above ``c5_min_style_gap_closed``.
+  (teacher's second sample − base), largest base model; above ``c5_min_style_gap_closed``, tested per
+  seed as I − B − θ·(T − B) > 0 (no ratio, see the C5 block).
 * **C6** imitation inherits the teacher's lower toxicity: base toxicity minus toxicity after the
   largest broad budget, averaged over base models; above ``c6_min_reduction``.
 * **C7** facts the imitation data states are learned: accuracy on exposed items (exposure >= 1)
@@ -202,14 +204,24 @@ def scorecard(store: MetricStore, rules: ClaimRules, preference_column: str = "p
         "change in that share from the smallest to the largest budget", c1b,
         rules.saturation_margin, "pts", "flat from ~20M tokens (Fig. 1 left)", note)
 
-    # C2: broad imitation, benchmarks flat or lower — against the base, and (C2c) against the
-    # replay-only control. With replay, every imitation run also sees extra pretraining; the control
-    # sees exactly that replay and no imitation, so C2c isolates the effect of the imitation data.
-    # Where items are labelled by exposure, only the unexposed stratum counts (the paper's C2).
-    tasks = _scored_tasks(store)
-    unexposed_used: set[str] = set()
+    # C1g: does imitation raise the share over the un-imitated base? (C1 alone cannot tell imitation
+    # from a rater that already rates the base as good as the teacher.)
+    base_for_c1 = base_config(store, largest) if largest else None
+    c1g = _diff(store, store.get(top_broad, good), store.get(base_for_c1, good)) if top_broad else missing()
+    add("C1g", "… and imitation raises that share above the un-imitated base's",
+        f"share of {preference_column} verdicts ≥ tie, {largest} + largest broad budget − the same for {largest}",
+        c1g, rules.c1g_min_gain, "pts", "base LLaMA far below ChatGPT (Fig. 1, 0 tokens)",
+        "" if top_broad and base_for_c1 else "no broad imitation model or no base")
 
-    def broad_deltas(reference, against: str) -> list[Estimate]:
+    # C2: broad imitation, benchmarks flat or lower — on every item (the paper's measurement; facts
+    # the data states may be learned, so the claim can fail), against the base and (C2c) against the
+    # replay-only control: with replay, every imitation run also sees extra pretraining; the control
+    # sees exactly that replay and no imitation, so C2c isolates the effect of the imitation data.
+    # C2u keeps only the facts the imitation data never states (exposure 0), where items are labelled:
+    # at the largest budget that stratum can be small or empty.
+    tasks = _scored_tasks(store)
+
+    def broad_deltas(reference, against: str, unexposed: bool = False) -> list[Estimate]:
         deltas = []
         for name in names:
             top, ref = largest_imitation(store, name, "broad"), reference(store, name)
@@ -217,27 +229,28 @@ def scorecard(store: MetricStore, rules: ClaimRules, preference_column: str = "p
                 continue
             for task in tasks:
                 stratum = f"gain_vs_{against}:{task.removeprefix('acc:')}@0"
-                if (tuple(top), stratum) in store.estimates:
-                    deltas.append(store.get(top, stratum))
-                    unexposed_used.add(task.removeprefix("acc:"))
+                if unexposed:
+                    deltas.append(store.get(top, stratum) if (tuple(top), stratum) in store.estimates else missing())
                 else:
                     deltas.append(_diff(store, store.get(top, task), store.get(ref, task)))
         return deltas
 
-    def stratum_note() -> str:
-        return f"; unexposed items only (exposure 0) for {', '.join(sorted(unexposed_used))}" if unexposed_used else ""
-
-    deltas = broad_deltas(base_config, "base")
+    task_names = ", ".join(t.removeprefix("acc:") for t in tasks)
     add("C2", "More broad imitation leaves benchmarks flat or lower",
         f"accuracy(largest broad) − accuracy(base), mean over {len(names)} bases × {len(tasks)} tasks",
-        _mean_of(store, deltas), rules.flat_margin, "pts", "NQ −7 (7B), −5 (13B) pts (Table 1)",
-        ", ".join(t.removeprefix("acc:") for t in tasks) + stratum_note())
-    unexposed_used.clear()
+        _mean_of(store, broad_deltas(base_config, "base")), rules.flat_margin, "pts",
+        "NQ −7 (7B), −5 (13B) pts (Table 1)", f"{task_names}; every item")
+    unexposed = broad_deltas(base_config, "base", unexposed=True)
+    labelled = any(np.isfinite(d.value) for d in unexposed)
+    add("C2u", "… on the facts the imitation data never states",
+        f"accuracy − base accuracy on unexposed items (exposure 0), largest broad, mean over bases × {len(tasks)} tasks",
+        _mean_of(store, unexposed) if labelled else missing(), rules.flat_margin, "pts",
+        "NQ −7 (7B), −5 (13B) pts (Table 1)", "" if labelled else "no exposure labels in this run")
     controlled = broad_deltas(control_config, "control")
     add("C2c", "… and against the replay-only control (isolates the imitation data)",
         f"accuracy(largest broad) − accuracy(replay-only control), mean over bases × {len(tasks)} tasks",
         _mean_of(store, controlled), rules.flat_margin, "pts", "NQ −7 (7B), −5 (13B) pts (Table 1)",
-        stratum_note().removeprefix("; ") if controlled else "no replay-only control in this run")
+        f"{task_names}; every item" if controlled else "no replay-only control in this run")
 
     # C3: larger base raises benchmarks
     gains = []
@@ -278,13 +291,22 @@ def scorecard(store: MetricStore, rules: ClaimRules, preference_column: str = "p
         rules.c4_min_gain, "pts", "+7 pts, gap closed +64% (13B, NQ)",
         "" if (task_top and control) else "no task-specific model or no replay-only control")
 
-    # C5: style is copied
+    # C5: style is copied. "At least a share θ of the style gap closed" is tested without a ratio:
+    # per seed, imitation's style score minus the point θ of the way from the base to the teacher's
+    # second sample, I − B − θ·(T − B) > 0. Where the gap T − B is positive this is the same claim as
+    # (I − B)/(T − B) > θ, but it stays defined (and its seed mean stable) when a seed's gap is near 0,
+    # where the per-seed ratio explodes (measured: −313% in one exploratory seed).
     top = largest_imitation(store, largest, "broad") if largest else None
-    c5 = gap_closed(store, store.get(top, "style:score"), store.get(base_cfg, "style:score"),
-                    store.get(CEILING, "style:score"))
+    share = rules.c5_min_style_gap_closed
+    imitation_style, base_style = store.get(top, "style:score"), store.get(base_cfg, "style:score")
+    ceiling_style = store.get(CEILING, "style:score")
+    c5 = store.bootstrap.combine(lambda i, b, t: i - b - share * (t - b), imitation_style, base_style, ceiling_style)
+    pooled = gap_closed(store, imitation_style, base_style, ceiling_style)
     add("C5", "Imitation copies the teacher's style",
-        f"style-gap closed by {largest} + largest broad budget (style score vs teacher's 2nd sample)", c5,
-        rules.c5_min_style_gap_closed, "%", f"{paper_style_gap_closed():.0%} (from Table 2, same formula)")
+        f"style score({largest} + largest broad budget) − [base + {share:g} × (teacher's 2nd sample − base)]: "
+        f"> 0 ⇔ more than {share:.0%} of the style gap closed", c5, 0.0, "pts",
+        f"{paper_style_gap_closed():.0%} of the gap closed (from Table 2, same score)",
+        f"gap closed on the pooled scores: {pooled.value:.0%}" if np.isfinite(pooled.value) else "")
 
     # C6: toxicity
     reductions = []

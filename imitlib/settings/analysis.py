@@ -15,12 +15,14 @@ CLAIM_STATISTICS: dict[str, tuple[str, Literal["above", "below"]]] = {
     "C1w": ("good_or_better_share_at_crowd_weight", "above"),
     "C1w1": ("good_or_better_share_at_weight_1", "below"),
     "C1b": ("good_or_better_share_change", "below"),
+    "C1g": ("good_or_better_share_gain_over_base", "above"),
     "C2": ("broad_minus_base_accuracy", "below"),
+    "C2u": ("broad_minus_base_accuracy_unexposed", "below"),
     "C2c": ("broad_minus_control_accuracy", "below"),
     "C3": ("largest_minus_smallest_base_accuracy", "above"),
     "C4": ("task_minus_base_factual_accuracy", "above"),
     "C4c": ("task_minus_control_factual_accuracy", "above"),
-    "C5": ("style_gap_closed", "above"),
+    "C5": ("style_minus_gap_target", "above"),
     "C6": ("toxicity_reduction", "above"),
     "C7": ("exposed_minus_base_accuracy", "above"),
 }
@@ -31,6 +33,7 @@ class ClaimSettings(Section):
 
     c1_min_rate: float = Field(default=0.5, ge=0.0, le=1.0)
     saturation_margin: float = Field(default=0.10, ge=0.0, le=1.0)
+    c1g_min_gain: float = Field(default=0.0, ge=-1.0, le=1.0)
     flat_margin: float = Field(default=0.02, ge=0.0, le=1.0)
     c3_min_gain: float = Field(default=0.0, ge=-1.0, le=1.0)
     c4_min_gain: float = Field(default=0.0, ge=-1.0, le=1.0)
@@ -66,7 +69,7 @@ class PrimaryClaim(Section):
 
 
 def _default_primary() -> list[PrimaryClaim]:
-    thresholds = {"C1": 0.5, "C2": 0.02, "C3": 0.0, "C4": 0.0, "C5": 0.5}
+    thresholds = {"C1": 0.5, "C2": 0.02, "C3": 0.0, "C4": 0.0, "C5": 0.0}
     return [PrimaryClaim(claim=c, statistic=CLAIM_STATISTICS[c][0], threshold=t, direction=CLAIM_STATISTICS[c][1])
             for c, t in thresholds.items()]
 
