@@ -103,12 +103,14 @@ def cpu_info() -> dict[str, Any]:
 
 
 def host_info() -> dict[str, Any]:
-    """Where a stage was built: platform, cores, CPU model and flags, torch threads."""
+    """Where a stage was built: platform, cores, CPU model and flags, torch threads and the vector
+    instruction set torch's CPU kernels use (``ATEN_CPU_CAPABILITY`` can lower it; results change)."""
     host: dict[str, Any] = {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu": cpu_info()}
     torch = sys.modules.get("torch")  # never imported just for this
     if torch is not None:
         host["torch_threads"] = torch.get_num_threads()
         host["torch_interop_threads"] = torch.get_num_interop_threads()
+        host["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     return host
 
 
