@@ -1,0 +1,92 @@
+"""How far a numerically different build moves the confirm run's effects and verdicts.
+
+Reads the per-seed claim effects (``tables/claims_by_seed.csv``) of the confirm run and of a rerun of
+some of its seeds in another build (for example ``ATEN_CPU_CAPABILITY=avx2``, the kernels of a machine
+without AVX-512), and reports, per claim and rerun seed, how far the effect moved next to the width of
+the claim's confirm interval; then the primary claims' verdicts with the rerun seeds' effects swapped
+in (same t-test and Holm correction as the scorecard). Writes ``<rerun>/tables/numerics.csv`` and
+prints a markdown table.
+
+    python benchmarks/numerics_rerun.py outputs/confirm outputs/confirm_avx2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from imitlib.analysis.stats import holm, seed_inference, seed_verdict
+
+
+def _effects(run: Path) -> pd.DataFrame:
+    path = run / "tables" / "claims_by_seed.csv"
+    if not path.exists():
+        raise SystemExit(f"{path}: not found (run the analysis of {run.name} first)")
+    return pd.read_csv(path)
+
+
+def compare(confirm: Path, rerun: Path, confidence: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per claim and rerun seed: effect in each build, shift, interval width; primary verdicts swapped)."""
+    base, other = _effects(confirm), _effects(rerun)
+    card = pd.read_csv(confirm / "tables" / "scorecard.csv").set_index("claim")
+    card = card[card["kind"] == "claim"]
+    seeds = sorted(set(other["seed"]) & set(base["seed"]))
+    if not seeds:
+        raise SystemExit(f"{rerun}: no seed in common with {confirm}")
+    rows = []
+    for claim in card.index:
+        for seed in seeds:
+            a = base[(base["claim"] == claim) & (base["seed"] == seed)]["effect"]
+            b = other[(other["claim"] == claim) & (other["seed"] == seed)]["effect"]
+            if a.empty or b.empty:
+                continue
+            rows.append({"claim": claim, "seed": seed, "confirm": float(a.iloc[0]), "rerun": float(b.iloc[0]),
+                         "shift": float(b.iloc[0] - a.iloc[0]),
+                         "interval_width": float(card.loc[claim, "hi"] - card.loc[claim, "lo"])})
+    shifts = pd.DataFrame(rows)
+    primary = card[card["primary"]]
+    swapped, inferences = [], []
+    for claim, row in primary.iterrows():
+        effects = json.loads(row["seed_effects"])
+        for seed in seeds:
+            match = other[(other["claim"] == claim) & (other["seed"] == seed)]["effect"]
+            if not match.empty and str(seed) in effects:
+                effects[str(seed)] = float(match.iloc[0])
+        inference = seed_inference(np.array(list(effects.values()), dtype=float), row["threshold"], confidence)
+        inferences.append((claim, row, inference))
+    adjusted = holm(np.array([inf.p for _, _, inf in inferences]))
+    for (claim, row, inf), p in zip(inferences, adjusted):
+        swapped.append({"claim": claim, "confirm_mean": row["value"], "confirm_verdict": row["verdict"],
+                        "swapped_mean": inf.mean, "swapped_lo": inf.lo, "swapped_hi": inf.hi, "swapped_p_holm": p,
+                        "swapped_verdict": seed_verdict(inf, p, row["threshold"], row["direction"], 1 - confidence)})
+    return shifts, pd.DataFrame(swapped)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("confirm", type=Path)
+    parser.add_argument("rerun", type=Path)
+    args = parser.parse_args()
+    shifts, swapped = compare(args.confirm, args.rerun)
+    out = args.rerun / "tables"
+    shifts.to_csv(out / "numerics.csv", index=False)
+    swapped.to_csv(out / "numerics_verdicts.csv", index=False)
+    print("| claim | seed | confirm build | other build | shift | confirm interval width |")
+    print("|---|---|---|---|---|---|")
+    for r in shifts[~shifts["claim"].str.startswith("cost")].itertuples():
+        print(f"| {r.claim} | {r.seed} | {100 * r.confirm:+.1f} | {100 * r.rerun:+.1f} | {100 * r.shift:+.1f} | "
+              f"{100 * r.interval_width:.1f} |")
+    print()
+    print("| primary claim | confirm mean, verdict | with the rerun seeds swapped in | Holm p | verdict |")
+    print("|---|---|---|---|---|")
+    for r in swapped.itertuples():
+        print(f"| {r.claim} | {100 * r.confirm_mean:+.1f}, {r.confirm_verdict} | {100 * r.swapped_mean:+.1f} "
+              f"[{100 * r.swapped_lo:+.1f}, {100 * r.swapped_hi:+.1f}] | {r.swapped_p_holm:.3g} | {r.swapped_verdict} |")
+
+
+if __name__ == "__main__":
+    main()
