@@ -34,31 +34,24 @@ def compare(confirm: Path, rerun: Path, confidence: float = 0.95) -> tuple[pd.Da
     base, other = _effects(confirm), _effects(rerun)
     card = pd.read_csv(confirm / "tables" / "scorecard.csv").set_index("claim")
     card = card[card["kind"] == "claim"]
-    seeds = sorted(set(other["seed"]) & set(base["seed"]))
-    if not seeds:
+    both = base.merge(other, on=["claim", "seed"], suffixes=("_confirm", "_rerun"))
+    if both.empty:
         raise SystemExit(f"{rerun}: no seed in common with {confirm}")
-    rows = []
-    for claim in card.index:
-        for seed in seeds:
-            a = base[(base["claim"] == claim) & (base["seed"] == seed)]["effect"]
-            b = other[(other["claim"] == claim) & (other["seed"] == seed)]["effect"]
-            if a.empty or b.empty:
-                continue
-            rows.append({"claim": claim, "seed": seed, "confirm": float(a.iloc[0]), "rerun": float(b.iloc[0]),
-                         "shift": float(b.iloc[0] - a.iloc[0]),
-                         "interval_width": float(card.loc[claim, "hi"] - card.loc[claim, "lo"])})
-    shifts = pd.DataFrame(rows)
-    primary = card[card["primary"]]
-    swapped, inferences = [], []
-    for claim, row in primary.iterrows():
+    both = both[both["claim"].isin(card.index)]
+    shifts = pd.DataFrame({"claim": both["claim"], "seed": both["seed"], "confirm": both["effect_confirm"],
+                           "rerun": both["effect_rerun"], "shift": both["effect_rerun"] - both["effect_confirm"],
+                           "interval_width": (card["hi"] - card["lo"]).reindex(both["claim"]).to_numpy()})
+    shifts = shifts.reset_index(drop=True)
+    inferences = []
+    for claim, row in card[card["primary"]].iterrows():
         effects = json.loads(row["seed_effects"])
-        for seed in seeds:
-            match = other[(other["claim"] == claim) & (other["seed"] == seed)]["effect"]
-            if not match.empty and str(seed) in effects:
-                effects[str(seed)] = float(match.iloc[0])
+        for seed, effect in both.loc[both["claim"] == claim, ["seed", "effect_rerun"]].itertuples(index=False):
+            if str(seed) in effects:
+                effects[str(seed)] = float(effect)
         inference = seed_inference(np.array(list(effects.values()), dtype=float), row["threshold"], confidence)
         inferences.append((claim, row, inference))
     adjusted = holm(np.array([inf.p for _, _, inf in inferences]))
+    swapped = []
     for (claim, row, inf), p in zip(inferences, adjusted):
         swapped.append({"claim": claim, "confirm_mean": row["value"], "confirm_verdict": row["verdict"],
                         "swapped_mean": inf.mean, "swapped_lo": inf.lo, "swapped_hi": inf.hi, "swapped_p_holm": p,

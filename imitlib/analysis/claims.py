@@ -206,12 +206,12 @@ def scorecard(store: MetricStore, rules: ClaimRules, preference_column: str = "p
 
     # C1g: does imitation raise the share over the un-imitated base? (C1 alone cannot tell imitation
     # from a rater that already rates the base as good as the teacher.)
-    base_for_c1 = base_config(store, largest) if largest else None
-    c1g = _diff(store, store.get(top_broad, good), store.get(base_for_c1, good)) if top_broad else missing()
+    base_cfg = base_config(store, largest) if largest else None  # also C4's and C5's reference
+    c1g = _diff(store, store.get(top_broad, good), store.get(base_cfg, good)) if top_broad else missing()
     add("C1g", "… and imitation raises that share above the un-imitated base's",
         f"share of {preference_column} verdicts ≥ tie, {largest} + largest broad budget − the same for {largest}",
         c1g, rules.c1g_min_gain, "pts", "base LLaMA far below ChatGPT (Fig. 1, 0 tokens)",
-        "" if top_broad and base_for_c1 else "no broad imitation model or no base")
+        "" if top_broad and base_cfg else "no broad imitation model or no base")
 
     # C2: broad imitation, benchmarks flat or lower — on every item (the paper's measurement; facts
     # the data states may be learned, so the claim can fail), against the base and (C2c) against the
@@ -269,7 +269,6 @@ def scorecard(store: MetricStore, rules: ClaimRules, preference_column: str = "p
     # C4: task-specific imitation works for its task
     metric = f"acc:{factual_task}"
     task_top = largest_imitation(store, largest, "task") if largest else None
-    base_cfg = base_config(store, largest) if largest else None
     c4 = _diff(store, store.get(task_top, metric), store.get(base_cfg, metric))
     teacher_cfg = next((c for c, _ in store.estimates if c[0] == "teacher"), None)
     closed = gap_closed(store, store.get(task_top, metric), store.get(base_cfg, metric), store.get(teacher_cfg, metric))
