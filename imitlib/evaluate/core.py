@@ -53,7 +53,7 @@ def judge_for(settings: EvaluateSettings, teacher_dir: str | Path | None, seed: 
 
     if teacher_dir is None:
         raise ValueError("evaluate.judge.endpoint is 'teacher' but no teacher model folder was given")
-    with served_teacher(teacher_dir, model_name=judge.model) as endpoint:
+    with served_teacher(teacher_dir, model_name=judge.model, dtype=settings.teacher_dtype) as endpoint:
         yield LLMJudge(base_url=endpoint.base_url, model=endpoint.model, temperature=judge.temperature,
                        max_tokens=judge.max_tokens, seed=seed)
 

@@ -102,6 +102,7 @@ class EvaluateSettings(Section):
     """Benchmarks, raters, toxicity."""
 
     batch_size: int = Field(default=16, ge=1)
+    teacher_dtype: Literal["float32", "bfloat16"] = "float32"
     benchmarks: BenchmarkSettings = Field(default_factory=BenchmarkSettings)
     rater_families: list[str] = Field(default_factory=lambda: ["qa", "bio", "compare", "skill"], min_length=1)
     toxicity_family: str = "provoke"

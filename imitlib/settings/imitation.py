@@ -28,6 +28,7 @@ class TeacherSettings(Section):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     batch_size: int = Field(default=16, ge=1)
     server_max_batch: int = Field(default=16, ge=1)
+    dtype: Literal["float32", "bfloat16"] = "float32"
 
     @field_validator("api_key_env")
     @classmethod
@@ -82,6 +83,7 @@ class ImitationSettings(Section):
     cleaning: CleaningSettings = Field(default_factory=CleaningSettings)
     broad_max_prompts: int = Field(default=2000, ge=1)
     task_prompts: int = Field(default=300, ge=1)
+    task_families: list[Literal["qa", "code"]] = Field(default_factory=lambda: ["qa"], min_length=1)
     task_seed_pairs: int = Field(default=10, ge=1)
     task_pairs_shown: int = Field(default=5, ge=1)
     task_generation_requests: int = Field(default=60, ge=0)
@@ -101,6 +103,8 @@ class ImitationSettings(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> "ImitationSettings":
+        if "qa" not in self.task_families or len(set(self.task_families)) != len(self.task_families):
+            raise ValueError(f"task_families must include qa (the NQ-synthetic suite) once, got {self.task_families}")
         if self.task_pairs_shown > self.task_seed_pairs:
             raise ValueError(
                 f"task_pairs_shown ({self.task_pairs_shown}) exceeds task_seed_pairs ({self.task_seed_pairs})"

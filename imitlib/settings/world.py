@@ -66,6 +66,9 @@ class RealSettings(Section):
     sources: dict[str, str] = Field(default_factory=dict)
     heldout_items: dict[str, int] = Field(default_factory=dict)
     imitation_items: dict[str, int] = Field(default_factory=dict)
+    calibrate: bool = False
+    min_teacher_gap: float = Field(default=0.20, ge=0.0, le=1.0)
+    min_gap_families: int = Field(default=2, ge=1)
 
     @field_validator("students")
     @classmethod

@@ -168,8 +168,11 @@ def build_evaluation(cfg: Config, seed: int, world: Any, imitation: Any, sweep: 
         unit = answers_stage(cfg, seed, entry, run_hashes.get(entry.model_id))
         if not unit.done:
             log(f"04_evaluate: {unit.name} ({entry.path})")
+            # the real world benchmarked its teacher and bases before imitation (calibration): reused when the same tasks
+            reuse = world.calibration_dir(entry) if hasattr(world, "calibration_dir") else None
             with unit.build() as work:
-                unit.info["timings"] = answer_model(entry, items, teacher_answers, settings, work, device=device)
+                unit.info["timings"] = answer_model(entry, items, teacher_answers, settings, work, device=device,
+                                                    reuse=reuse)
         answered.append(read_answers(entry, unit.path))
     with stage.build() as work:
         atomic_write_json(work / "models.json", [m.__dict__ for m in models])

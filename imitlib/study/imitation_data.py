@@ -37,7 +37,7 @@ from imitlib.data.budgets import conversation_tokens, nested_budgets
 from imitlib.data.diversity import nearest_neighbour_bleu
 from imitlib.data.cleaning import clean_import_files, split_into_blocks
 from imitlib.data.exposure import FACT_FAMILIES, attach_exposure, evaluation_facts, exposure_table, stratum_counts
-from imitlib.data.suites import (broad_suite, eval_suite, families_of, generation_requests, imitation_pool,
+from imitlib.data.suites import (broad_suite, code_task_suite, eval_suite, families_of, generation_requests, imitation_pool,
                                  individuals_of, popularity_of, seed_pairs, task_suite, without_evaluation_prompts)
 from imitlib.stages import Stage, atomic_path, atomic_write_json, atomic_write_text, log
 
@@ -199,6 +199,10 @@ def build_imitation_data(cfg: Config, seed: int, world: Any) -> ImitationData:
                                                 seed=seed, max_new_tokens=max(settings.teacher.max_new_tokens, 128))
             generated = ask(teacher, requests, generation_sampling, "task question generation") if requests else []
             task_entries, task_stats = task_suite(world, generated, pairs, settings.task_prompts, seed, pool=pool)
+            if "code" in settings.task_families:  # the teacher's solutions to the imitation split's problems
+                code_entries = code_task_suite(pool)
+                task_entries += code_entries
+                task_stats = {**task_stats, "code_problems": len(code_entries)}
             log(f"02_imitation_data/seed{seed}: NQ-synthetic: {task_stats['valid']} of {task_stats['proposed']} "
                 f"generated questions valid")
 
@@ -398,6 +402,8 @@ def exposure_strata_table(data: dict[int, ImitationData]):
             for budget, counts in budgets.items():
                 rows.append({"seed": seed, "kind": kind, "budget": int(budget),
                              "filled": d.summary["budgets"][kind][budget]["filled"], **counts})
+    if not rows:  # the real tracks' items carry no entity facts to label
+        return pd.DataFrame(columns=["seed", "kind", "budget", "filled"])
     return pd.DataFrame(rows).sort_values(["seed", "kind", "budget"]).reset_index(drop=True)
 
 

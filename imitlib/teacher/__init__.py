@@ -72,11 +72,11 @@ def open_teacher(settings: TeacherSettings, model_dir: str | Path | None = None,
     if settings.backend == "local":
         from imitlib.teacher.local import LocalTeacher
 
-        yield LocalTeacher(model_dir, device=device, batch_size=settings.batch_size)
+        yield LocalTeacher(model_dir, device=device, batch_size=settings.batch_size, dtype=settings.dtype)
         return
     from imitlib.teacher.server import served_teacher
 
-    with served_teacher(model_dir, max_batch=settings.server_max_batch) as endpoint:
+    with served_teacher(model_dir, max_batch=settings.server_max_batch, dtype=settings.dtype) as endpoint:
         # enough requests in flight to fill the server's batches
         concurrency = max(settings.max_concurrency, settings.server_max_batch)
         yield OpenAITeacher(endpoint.base_url, endpoint.model, resolve_api_key(settings.api_key_env, endpoint.base_url),

@@ -14,11 +14,12 @@ class LocalTeacher:
     """A model folder loaded in this process (also the engine behind the API server)."""
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", batch_size: int = 16,
-                 model_name: str | None = None) -> None:
-        from imitlib.models import load_model, pick_device
+                 model_name: str | None = None, dtype: str = "float32") -> None:
+        from imitlib.models import load_model, pick_device, torch_dtype
 
         self.model_dir = Path(model_dir)
-        self.model, self.tokenizer = load_model(self.model_dir, device=pick_device(device))
+        self.dtype = dtype
+        self.model, self.tokenizer = load_model(self.model_dir, device=pick_device(device), dtype=torch_dtype(dtype))
         self.batch_size = batch_size
         self.model_id = model_name or self.model_dir.name
         self._lock = threading.Lock()

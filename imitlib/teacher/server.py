@@ -451,7 +451,7 @@ def create_app(teacher: LocalTeacher, model_name: str | None = None, max_batch: 
 
 
 def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, model_name: str | None = None,
-          max_batch: int = 16, device: str = "auto") -> None:
+          max_batch: int = 16, device: str = "auto", dtype: str = "float32") -> None:
     """Serve a model folder through the OpenAI-compatible API until interrupted."""
     import uvicorn
 
@@ -461,7 +461,7 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, mode
         public = host != "localhost"
     if public:
         print(f"warning: serving on {host}, reachable beyond this machine", file=sys.stderr, flush=True)
-    teacher = LocalTeacher(model_dir, device=device, batch_size=max_batch, model_name=model_name)
+    teacher = LocalTeacher(model_dir, device=device, batch_size=max_batch, model_name=model_name, dtype=dtype)
     app = create_app(teacher, model_name=model_name, max_batch=max_batch)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
@@ -506,7 +506,7 @@ class Endpoint:
 @contextlib.contextmanager
 def served_teacher(model_dir: str | Path, model_name: str | None = None, host: str = "127.0.0.1",
                    port: int | None = None, max_batch: int = 16,
-                   startup_timeout_s: float = 180.0) -> Iterator[Endpoint]:
+                   startup_timeout_s: float = 180.0, dtype: str = "float32") -> Iterator[Endpoint]:
     """Start ``python -m imitlib serve`` in a subprocess on a free port; stop it on exit.
 
     Yields:
@@ -519,7 +519,7 @@ def served_teacher(model_dir: str | Path, model_name: str | None = None, host: s
     port = port or free_port(host)
     log = tempfile.NamedTemporaryFile(prefix="imitlib-serve-", suffix=".log", delete=False)
     command = [sys.executable, "-m", "imitlib", "serve", str(model_dir), "--host", host, "--port", str(port),
-               "--model-name", name, "--max-batch", str(max_batch)]
+               "--model-name", name, "--max-batch", str(max_batch), "--dtype", dtype]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     if "torch" in sys.modules:  # the server uses as many torch threads as its caller (one per seed worker)
         env["OMP_NUM_THREADS"] = str(sys.modules["torch"].get_num_threads())

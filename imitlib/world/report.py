@@ -36,8 +36,48 @@ def _is_real(world: Any) -> bool:
     return getattr(world, "kind", "miniature") == "real"
 
 
-NOT_COMPUTABLE_REAL = ("not computable on the real track: its models are pretrained elsewhere, so there is no "
-                       "pretraining here and no world calibration (the calibration targets are for the miniature world)")
+NOT_COMPUTABLE_REAL = ("not computable on the real track without world.real.calibrate: its models are pretrained "
+                       "elsewhere, so the only calibration is the benchmark gap between teacher and students before "
+                       "imitation, and it was not measured in this run")
+
+
+def real_calibration(worlds: list[Any], pooled: bool = False) -> pd.DataFrame:
+    """Real track: benchmark accuracy (%) of the teacher and every student before imitation, per seed
+    (or pooled over seeds), model and family, with 95% Wilson intervals; empty when not measured."""
+    rows = [{"seed": w.seed, **row} for w in worlds for row in w.info.get("calibration", {}).get("rows", [])]
+    columns = ["model", "role", "params", "family"]
+    if not rows:
+        return pd.DataFrame(columns=(columns if pooled else ["seed", *columns]) + ["accuracy", "n"])
+    frame = pd.DataFrame(rows)
+    keys = columns if pooled else ["seed", *columns]
+    frame = frame.groupby(keys, sort=False, as_index=False)[["correct", "n"]].sum()
+    frame["accuracy"] = (100 * frame["correct"] / frame["n"]).round(1)
+    bounds = [wilson_interval(int(k), int(n)) for k, n in zip(frame["correct"], frame["n"])]
+    frame["accuracy_low"] = [round(100 * low, 1) for low, _ in bounds]
+    frame["accuracy_high"] = [round(100 * high, 1) for _, high in bounds]
+    if pooled:
+        frame["seeds"] = len(worlds)
+    return frame
+
+
+def real_calibration_checks(worlds: list[Any]) -> pd.DataFrame:
+    """Real track, per seed and student: teacher − student accuracy before imitation is at least
+    ``min_teacher_gap`` on at least ``min_gap_families`` benchmark families."""
+    checks = []
+    for world in worlds:
+        calibration = world.info.get("calibration")
+        if not calibration:
+            checks.append({"seed": world.seed, "target": "teacher above every student before imitation",
+                           "measured": NOT_COMPUTABLE_REAL, "met": None})
+            continue
+        gap, families = 100 * calibration["min_teacher_gap"], calibration["min_gap_families"]
+        for name, result in calibration["gaps"].items():
+            measured = ", ".join(f"{family} {value:+.1f}" for family, value in sorted(result["gap_pts"].items()))
+            checks.append({"seed": world.seed,
+                           "target": f"teacher - {name} >= {gap:.0f} pts on >= {families} benchmark families "
+                                     "(before imitation)",
+                           "measured": f"{measured} pts", "met": bool(result["met"])})
+    return pd.DataFrame(checks)
 
 
 def kb_table(world: World, rows: int | None = None) -> pd.DataFrame:
@@ -77,7 +117,7 @@ def calibration_table(worlds: list[World]) -> pd.DataFrame:
     Empty on the real track (see :data:`NOT_COMPUTABLE_REAL`).
     """
     if any(_is_real(w) for w in worlds):
-        return pd.DataFrame(columns=["model", "role", "params", "seeds", "note"])
+        return real_calibration(worlds, pooled=True)
     rows = calibration_rows(worlds)
     out = []
     for (model, role), group in rows.groupby(["model", "role"], sort=False):
@@ -120,7 +160,7 @@ def seed_calibration(worlds: list[World]) -> pd.DataFrame:
     (bases) and its gain, chat accuracy on evaluation facts (all, tuned, untuned individuals), style
     rates, and for the teacher its second-sample difference and its tuning data's style rates."""
     if any(_is_real(w) for w in worlds):
-        return pd.DataFrame(columns=["seed", "model", "role", "params", "note"])
+        return real_calibration(worlds)
     rows = calibration_rows(worlds)
 
     def pct(hits: str, total: str) -> pd.Series:
@@ -161,7 +201,9 @@ def calibration_checks(table: pd.DataFrame, worlds: list[World], time_budget_sec
     """The world's calibration targets, each measured and marked met or not, PER SEED (``seed``
     column; ``all`` for the stage's wall time and the pooled size ordering). Real track: one row
     saying why none apply."""
-    if any(_is_real(w) for w in worlds) or table.empty:
+    if any(_is_real(w) for w in worlds):
+        return real_calibration_checks(worlds)
+    if table.empty:
         return pd.DataFrame([{"seed": "all", "target": "world calibration", "measured": NOT_COMPUTABLE_REAL, "met": None}])
     per_seed = seed_calibration(worlds)
     checks: list[dict[str, Any]] = []
@@ -261,6 +303,23 @@ def plot_calibration(table: pd.DataFrame):
 
     if table.empty:
         return _note_figure("world calibration: " + NOT_COMPUTABLE_REAL)
+    if "family" in table:  # real track: benchmark accuracy before imitation, per family
+        import seaborn as sns
+
+        fig, ax = plt.subplots(figsize=(8, 3.8))
+        order = list(dict.fromkeys(table.sort_values("params")["model"]))
+        sns.barplot(data=table, x="family", y="accuracy", hue="model", hue_order=order, errorbar=None, ax=ax)
+        for patch_group, model in zip(ax.containers, order):
+            rows = table[table["model"] == model].set_index("family")
+            for patch, family in zip(patch_group, [t.get_text() for t in ax.get_xticklabels()]):
+                if family in rows.index:
+                    x = patch.get_x() + patch.get_width() / 2
+                    ax.plot([x, x], [rows.loc[family, "accuracy_low"], rows.loc[family, "accuracy_high"]], color="black")
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("% correct (95% Wilson)")
+        ax.set_title("benchmarks before imitation: teacher vs students")
+        fig.tight_layout()
+        return fig
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     labels = [f"{m}\n({p / 1e6:.2f}M)" for m, p in zip(table["model"], table["params"])]
     x = range(len(table))
