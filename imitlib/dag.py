@@ -56,6 +56,9 @@ class StageSpec:
         per_seed: one stage per seed (``<name>/seed<N>``); otherwise one for the run.
         real_reads: more params keys in the key when ``world.kind`` is ``real`` (the real world
             benchmarks its models before imitation with the evaluation's settings).
+        real_modules: more modules whose import closure is in the key when ``world.kind`` is
+            ``real``; the stage imports them by these names, so the miniature world's key never
+            holds their code.
     """
 
     name: str
@@ -67,15 +70,21 @@ class StageSpec:
     unit_upstream: tuple[str, ...] | None = None
     per_seed: bool = True
     real_reads: tuple[str, ...] = ()
+    real_modules: tuple[str, ...] = ()
 
     def reads_for(self, cfg: Config) -> tuple[str, ...]:
         """The params keys of this stage's key under ``cfg``."""
         return self.reads + (self.real_reads if cfg.world.kind == "real" else ())
 
+    def code_for(self, cfg: Config, package_dir: Path | None = None) -> str:
+        """The code digest of this stage's key under ``cfg`` (its module, plus ``real_modules`` on real tracks)."""
+        return stage_code_digest(self, cfg.world.kind == "real", package_dir or PACKAGE_DIR)
+
 
 STAGES: tuple[StageSpec, ...] = (
     StageSpec("01_world", reads=("world", "run.device"), upstream=(), module="imitlib.study.world",
-              real_reads=("evaluate.batch_size", "evaluate.teacher_dtype", "evaluate.benchmarks")),
+              real_reads=("evaluate.batch_size", "evaluate.teacher_dtype", "evaluate.benchmarks"),
+              real_modules=("imitlib.real.calibration",)),
     StageSpec("02_imitation_data", reads=("imitation", "run.device"), upstream=("01_world",),
               module="imitlib.study.imitation_data"),
     StageSpec("03_train", reads=("train", "run.device"), upstream=("01_world", "02_imitation_data"),
@@ -198,6 +207,15 @@ def code_digest(module: str, package_dir: Path = PACKAGE_DIR) -> str:
     return digest.hexdigest()[:16]
 
 
+def stage_code_digest(node: StageSpec, real: bool, package_dir: Path = PACKAGE_DIR) -> str:
+    """:func:`code_digest` of a stage's module, combined with its ``real_modules``' on real tracks."""
+    digest = code_digest(node.module, package_dir)
+    if real and node.real_modules:
+        parts = [digest, *(code_digest(m, package_dir) for m in node.real_modules)]
+        digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+    return digest
+
+
 # ---------------------------------------------------------------------------------------------
 # keys
 # ---------------------------------------------------------------------------------------------
@@ -225,7 +243,7 @@ def stage(cfg: Config, name: str, seed: int | None = None, given: dict[str, list
             upstream.extend(map(str, given[up]))
         else:
             upstream.extend(stage(cfg, up, s).hash for s in seeds)
-    return Stage(cfg, stage_name(name, seed), reads=node.reads_for(cfg), upstream=upstream, code=code_digest(node.module),
+    return Stage(cfg, stage_name(name, seed), reads=node.reads_for(cfg), upstream=upstream, code=node.code_for(cfg),
                  extra={"seed": seed} if seed is not None else None, seeds=seeds)
 
 

@@ -71,6 +71,22 @@ def test_a_data_file_beside_a_module_is_part_of_its_code(package_copy):
     assert sorted(name for name in before if before[name] != after[name]) == ["04_evaluate"]
 
 
+def test_only_the_real_world_key_holds_the_calibration_code(package_copy):
+    world = dag.spec("01_world")
+
+    def digests() -> tuple[str, str]:
+        dag.import_graph.cache_clear()
+        dag.code_digest.cache_clear()
+        return (dag.stage_code_digest(world, False, package_copy), dag.stage_code_digest(world, True, package_copy))
+
+    before = digests()
+    assert before[0] != before[1]
+    _append(package_copy / "evaluate" / "tasks" / "code.yaml", "\n# template changed\n")
+    after = digests()
+    assert after[0] == before[0] and after[1] != before[1]  # the real world benchmarks; the miniature does not
+    assert "imitlib.evaluate.answers" in dag.code_closure("imitlib.real.calibration", package_copy)
+
+
 def test_function_local_imports_are_part_of_the_closure():
     closure = dag.code_closure("imitlib.study.world")
     assert "imitlib.real.world" in closure  # imported inside build_world

