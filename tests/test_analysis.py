@@ -469,3 +469,14 @@ def test_forest_plot_draws_every_seed_the_interval_and_the_threshold(six_seed_st
     assert threshold == [row["threshold"] * 100]
     empty = plots.forest_plot(by_seed.iloc[0:0])
     assert "no claim" in empty.axes[0].texts[0].get_text()
+
+
+def test_c4k_on_code_only_where_a_code_benchmark_is_scored():
+    samples = make_samples(seeds=SIX_SEEDS, n_items=40, task_gain=0.3)
+    assert "C4k" not in set(claims.scorecard(_store(samples), ClaimSettings())["claim"])  # the miniature world
+    code = samples[samples["task"] == "qa"].assign(task="code")  # the task model gains on code as on qa
+    card = claims.scorecard(_store(pd.concat([samples, code])), ClaimSettings()).set_index("claim")
+    assert card.loc["C4k", "verdict"] == "reproduced" and "gap closed" in card.loc["C4k", "note"]
+    lost = code.assign(correct=np.where(code["data_kind"] == "task", 0.0, code["correct"]))
+    card = claims.scorecard(_store(pd.concat([samples, lost])), ClaimSettings()).set_index("claim")
+    assert card.loc["C4k", "verdict"] == "not reproduced"

@@ -22,6 +22,7 @@ CLAIM_STATISTICS: dict[str, tuple[str, Literal["above", "below"]]] = {
     "C3": ("largest_minus_smallest_base_accuracy", "above"),
     "C4": ("task_minus_base_factual_accuracy", "above"),
     "C4c": ("task_minus_control_factual_accuracy", "above"),
+    "C4k": ("task_minus_base_code_pass_at_1", "above"),
     "C5": ("style_minus_gap_target", "above"),
     "C6": ("toxicity_reduction", "above"),
     "C7": ("exposed_minus_base_accuracy", "above"),
