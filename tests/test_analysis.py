@@ -480,3 +480,23 @@ def test_c4k_on_code_only_where_a_code_benchmark_is_scored():
     lost = code.assign(correct=np.where(code["data_kind"] == "task", 0.0, code["correct"]))
     card = claims.scorecard(_store(pd.concat([samples, lost])), ClaimSettings()).set_index("claim")
     assert card.loc["C4k", "verdict"] == "not reproduced"
+
+
+def test_a_nearly_flat_accuracy_curve_reads_not_reached():
+    # correctness rises with exposure, but so slowly that the teacher's 90% lies ~1e6 times past the
+    # largest exposure: no token count is extrapolated (was ~1e19 tokens), the seed reads "not reached"
+    exposure = np.array([120.0, 60.0, 40.0, 30.0, 24.0, 20.0])
+    correct = 1 / (1 + np.exp(2.2 - 0.05 * np.log1p(exposure)))
+    rows = pd.DataFrame({"seed": 0, "item_id": [f"i{i}" for i in range(6)], "exposure": exposure,
+                         "correct": correct, "imitation_tokens": 1000})
+    _, to_match = metrics.coverage_cost(rows, rows.assign(correct=0.0), rows.assign(correct=0.9), np.array([0]))
+    assert to_match[0] == np.inf
+    # within the horizon (10x the largest exposure) the number stays
+    steep = 1 / (1 + np.exp(3 - np.log1p(exposure)))
+    _, to_match = metrics.coverage_cost(rows.assign(correct=steep), rows.assign(correct=0.0),
+                                        rows.assign(correct=0.5), np.array([0]))
+    assert np.isfinite(to_match[0])
+    summary, note = claims._cost_summary(np.array([1000.0, np.inf, 3000.0, np.nan]), "base note")
+    assert (summary.mean, summary.lo, summary.hi, summary.n) == (3000.0, 1000.0, np.inf, 3)
+    assert "1 of 3 seeds: not reached" in note
+    assert claims._number(np.inf, "tokens") == "not reached"

@@ -48,12 +48,12 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from imitlib.analysis.metrics import CEILING, EXPOSED, MetricStore
+from imitlib.analysis.metrics import CEILING, COST_HORIZON, EXPOSED, MetricStore
 from imitlib.analysis.stats import Estimate, SeedInference, decide, holm, seed_inference, seed_verdict
 from imitlib.analysis.tables import (base_config, base_models, control_config, gap_closed, imitation_configs,
                                      largest_imitation, markdown_grid)
@@ -385,7 +385,8 @@ def _infer(store: MetricStore, rows: list[_Row], pre: dict[str, PrimaryClaim], c
         is_primary = i in adjusted
         p_holm = adjusted.get(i, float("nan"))
         note = row.note
-        if row.kind == "cost":
+        if row.kind == "cost":  # measured, not tested: the median over seeds and their range, no p-values
+            inf, note = _cost_summary(store.bootstrap.per_seed(row.estimate), note)
             verdict = "measured" if inf.computable else "not computable"
             boot_verdict = ""
         else:
@@ -397,9 +398,7 @@ def _infer(store: MetricStore, rows: list[_Row], pre: dict[str, PrimaryClaim], c
             note = f"{note}; {inf.caveat}" if note else inf.caveat
         if is_primary:
             note = f"{note}; threshold pre-registered" if note else "threshold pre-registered"
-        if row.kind == "cost":  # measured, not tested against a threshold: no p-values
-            inf = replace(inf, t_p=float("nan"), sf_p=float("nan"))
-        effects = {str(s): round(float(e), 6) for s, e in zip(seeds.tolist(), inf.effects) if np.isfinite(e)}
+        effects = {str(s): round(float(e), 6) for s, e in zip(seeds.tolist(), inf.effects) if not np.isnan(e)}
         out.append(dict(
             claim=row.claim, kind=row.kind, primary=is_primary, statement=row.statement, statistic=row.statistic,
             statistic_id=CLAIM_STATISTICS[row.claim][0] if row.kind == "claim" else row.claim, n_seeds=inf.n,
@@ -410,6 +409,23 @@ def _infer(store: MetricStore, rows: list[_Row], pre: dict[str, PrimaryClaim], c
             boot_verdict=boot_verdict, seed_effects=json.dumps(effects),
         ))
     return pd.DataFrame(out, columns=CARD_COLUMNS)
+
+
+def _cost_summary(per_seed: np.ndarray, note: str) -> tuple[SeedInference, str]:
+    """A coverage cost over seeds: its median and range (costs are skewed and some seeds never reach
+    the teacher, +inf, so a mean and t-interval would mislead), and how many seeds did not reach it."""
+    values = np.asarray(per_seed, dtype=float)
+    known = values[~np.isnan(values)]
+    nan = float("nan")
+    if known.size == 0:
+        return SeedInference(values, 0, nan, "range", nan, nan, nan, nan, nan, nan,
+                             "no data for this statistic in this run"), note
+    unreached = int(np.isinf(known).sum())
+    if unreached:
+        note += (f"; {unreached} of {known.size} seeds: not reached (the fitted accuracy curve meets the teacher "
+                 f"only past {COST_HORIZON:g}x the largest exposure in the data)")
+    return SeedInference(values, int(known.size), float(np.median(known)), "range", float(known.min()),
+                         float(known.max()), nan, float(known.min()), float(known.max()), nan), note
 
 
 def claims_by_seed(card: pd.DataFrame) -> pd.DataFrame:
@@ -430,6 +446,8 @@ def _scale(unit: str) -> float:
 
 
 def _number(x: float, unit: str, signed: bool = True) -> str:
+    if unit == "tokens" and x == float("inf"):
+        return "not reached"
     if not np.isfinite(x):
         return "−∞" if x == float("-inf") else "+∞" if x == float("inf") else "n/a"
     if unit == "tokens":
@@ -503,7 +521,7 @@ def scorecard_markdown(card: pd.DataFrame, run_name: str, confidence: float, n_r
     if len(costs):
         cost_rows = [{"measure": r.statistic,
                       "per-seed values": ", ".join(_number(e, r.unit) for e in json.loads(r.seed_effects).values()) or "n/a",
-                      f"seed mean [{confidence:.0%} interval]": _interval(r.value, r.lo, r.hi, r.unit),
+                      "seed median [min, max]": _interval(r.value, r.lo, r.hi, r.unit),
                       "paper": r.paper, "note": r.note} for r in costs.itertuples(index=False)]
         text += "\n## The cost of closing the gap (measured, no verdict)\n\n" + markdown_grid(pd.DataFrame(cost_rows))
     primary_names = ", ".join(primary["claim"]) if len(primary) else "none"

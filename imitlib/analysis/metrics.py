@@ -367,6 +367,9 @@ def _seed_only(per_seed: np.ndarray, n_resamples: int) -> Estimate:
     return Estimate(value, float("nan"), float("nan"), np.full(n_resamples, np.nan), per_seed)
 
 
+COST_HORIZON = 10.0  # the accuracy-vs-exposure curve is read at most this many times past the largest exposure seen
+
+
 def coverage_cost(rows: pd.DataFrame, base: pd.DataFrame, teacher: pd.DataFrame,
                   seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per seed: imitation tokens per net fact gained, and tokens to match the teacher on all facts.
@@ -378,7 +381,9 @@ def coverage_cost(rows: pd.DataFrame, base: pd.DataFrame, teacher: pd.DataFrame,
       the same items); NaN when it gains no fact.
     * tokens to match = ``T · e* / ê_min``. ``e*`` is the exposure at which a logistic fit of the
       model's correctness on ``log(1 + exposure)`` reaches the teacher's accuracy on these items
-      (0 if already reached; NaN if accuracy does not rise with exposure). ``ê_min`` is the
+      (0 if already reached; NaN if accuracy does not rise with exposure; +inf, "not reached", when
+      ``e*`` lies beyond :data:`COST_HORIZON` times the largest exposure of these items, where the
+      fitted curve is too nearly flat to extrapolate). ``ê_min`` is the
       exposure of the rarest item, read from a power law ``exposure ∝ rank^β`` fitted to the items'
       positive exposures ranked from most to least exposed (the popularity curve): at budget T the
       rarest fact is stated ``ê_min`` times, and exposure grows in proportion to the tokens.
@@ -405,7 +410,10 @@ def coverage_cost(rows: pd.DataFrame, base: pd.DataFrame, teacher: pd.DataFrame,
         a, b = fit_logistic(features, own["correct"].to_numpy(dtype=float), np.ones((1, len(own))), ridge=1e-6)[0]
         if b <= 0:
             continue
-        needed = max(0.0, float(np.expm1((np.log(target / (1 - target)) - a) / b)))
+        needed = max(0.0, float(np.expm1(min((np.log(target / (1 - target)) - a) / b, 700.0))))
+        if needed > COST_HORIZON * max(float(exposure.max()), 1.0):
+            to_match[i] = np.inf  # not reached within the horizon: the slope is ~0
+            continue
         ranked = np.sort(exposure)[::-1]
         ranks = np.arange(1, len(ranked) + 1, dtype=float)
         positive = ranked > 0
