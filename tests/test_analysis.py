@@ -500,3 +500,4 @@ def test_a_nearly_flat_accuracy_curve_reads_not_reached():
     assert (summary.mean, summary.lo, summary.hi, summary.n) == (3000.0, 1000.0, np.inf, 3)
     assert "1 of 3 seeds: not reached" in note
     assert claims._number(np.inf, "tokens") == "not reached"
+    assert claims._interval(np.inf, 340314.0, np.inf, "tokens") == "not reached [340,314, not reached] tokens"

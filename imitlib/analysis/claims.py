@@ -456,7 +456,7 @@ def _number(x: float, unit: str, signed: bool = True) -> str:
 
 
 def _interval(value: float, lo: float, hi: float, unit: str) -> str:
-    if not np.isfinite(value):
+    if np.isnan(value):
         return "n/a"
     if np.isnan(lo) or np.isnan(hi):
         return f"{_number(value, unit)} {unit}"
