@@ -153,25 +153,24 @@ def reusable_benchmarks(reuse: str | Path | None, task_dir: str | Path) -> Path 
     return reuse / "lm_eval" if task_fingerprint(reuse / "lm_eval_tasks") == task_fingerprint(task_dir) else None
 
 
-def benchmark_model(entry: ModelEntry, items: dict[str, Sequence[dict]], settings: EvaluateSettings,
+def benchmark_model(entry: ModelEntry, tasks: dict[str, int | None], settings: EvaluateSettings,
                     work: str | Path, device: str = "cpu", loaded: tuple[Any, Any] | None = None,
-                    reuse: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
-    """One model's lm-eval benchmarks into ``work`` (``lm_eval_tasks/``, ``lm_eval/``).
+                    earlier: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One model's lm-eval benchmarks of ``tasks`` (written by :func:`write_tasks` into
+    ``work/lm_eval_tasks``) into ``work/lm_eval``.
 
-    ``reuse``: a folder of an earlier :func:`benchmark_model` of the same model (the real world's
-    pre-imitation calibration); its output is copied when it ran exactly these tasks.
+    ``earlier``: lm-eval output of the same model and tasks (:func:`reusable_benchmarks`: the real
+    world's pre-imitation calibration), copied instead of running lm-eval again.
 
     Returns:
-        (aggregate scores, per-sample rows, whether the output was reused).
+        (aggregate scores, per-sample rows).
     """
     import shutil
 
     work = Path(work)
-    tasks = write_tasks(items, settings, work / "lm_eval_tasks")
     if not tasks:
-        return pd.DataFrame(), pd.DataFrame(), False
+        return pd.DataFrame(), pd.DataFrame()
     out = work / "lm_eval"
-    earlier = reusable_benchmarks(reuse, work / "lm_eval_tasks")
     if earlier is not None:
         shutil.copytree(earlier, out, dirs_exist_ok=True)
         results = json.loads((out / "results.json").read_text())
@@ -185,7 +184,7 @@ def benchmark_model(entry: ModelEntry, items: dict[str, Sequence[dict]], setting
         for key, value in entry.columns().items():
             frame[key] = value
     per_sample["mode"] = "benchmark"
-    return scores, per_sample, earlier is not None
+    return scores, per_sample
 
 
 def model_dtype(entry: ModelEntry, settings: EvaluateSettings) -> str:
@@ -209,16 +208,16 @@ def answer_model(entry: ModelEntry, items: dict[str, Sequence[dict]], teacher_an
         raise ValueError(f"no teacher answers for {len(missing)} held-out chat items, e.g. {missing[:3]}")
     tasks = write_tasks(items, settings, work / "lm_eval_tasks")
     generates = entry.role != "teacher"  # the teacher's chat answers are its second, sampled ones: the ceiling
-    reused = reusable_benchmarks(reuse, work / "lm_eval_tasks") is not None
-    in_memory = settings.benchmarks.backend == "hf" and (generates or (bool(tasks) and not reused))
+    earlier = reusable_benchmarks(reuse, work / "lm_eval_tasks")
+    in_memory = settings.benchmarks.backend == "hf" and (generates or (bool(tasks) and earlier is None))
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     with (loaded_model(entry.path, device, model_dtype(entry, settings)) if in_memory
           else contextlib.nullcontext(None)) as loaded:
         timings["model load"] = round(time.perf_counter() - clock, 3)
         clock = time.perf_counter()
-        scores, per_sample, _ = benchmark_model(entry, items, settings, work, device=device, loaded=loaded,
-                                                reuse=reuse)
+        scores, per_sample = benchmark_model(entry, tasks, settings, work, device=device, loaded=loaded,
+                                             earlier=earlier)
         timings["lm-eval"] = round(time.perf_counter() - clock, 3)  # ~0 when reused
         clock = time.perf_counter()
         prompts = [i["prompt"] for i in chat_items]

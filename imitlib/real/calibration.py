@@ -39,7 +39,7 @@ def calibrate(work: Path, cfg: Config, info: dict[str, Any], seed: int) -> dict[
     item count, the seconds per model, and per student the gap check: teacher − student at least
     ``world.real.min_teacher_gap`` on at least ``min_gap_families`` families.
     """
-    from imitlib.evaluate.answers import ModelEntry, benchmark_model, loaded_model, model_dtype
+    from imitlib.evaluate.answers import ModelEntry, benchmark_model, loaded_model, model_dtype, write_tasks
     from imitlib.models import pick_device
 
     items = _work_items(work)
@@ -55,7 +55,8 @@ def calibrate(work: Path, cfg: Config, info: dict[str, Any], seed: int) -> dict[
         out = work / CALIBRATION / name
         log(f"[01_world seed {seed}] calibration: benchmarking {name} before imitation")
         with loaded_model(folder, device, model_dtype(entry, cfg.evaluate)) as loaded:
-            _, per_sample, _ = benchmark_model(entry, items, cfg.evaluate, out, device=device, loaded=loaded)
+            tasks = write_tasks(items, cfg.evaluate, out / "lm_eval_tasks")
+            _, per_sample = benchmark_model(entry, tasks, cfg.evaluate, out, device=device, loaded=loaded)
         for family, group in per_sample.groupby("task", sort=True):
             rows.append({"model": name, "role": role, "params": int(info["params"][name]), "family": str(family),
                          "correct": int(group["correct"].fillna(0).sum()), "n": int(len(group))})
