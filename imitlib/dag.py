@@ -86,7 +86,9 @@ STAGES: tuple[StageSpec, ...] = (
               real_reads=("evaluate.batch_size", "evaluate.teacher_dtype", "evaluate.benchmarks"),
               real_modules=("imitlib.real.calibration",)),
     StageSpec("02_imitation_data", reads=("imitation", "run.device"), upstream=("01_world",),
-              module="imitlib.study.imitation_data"),
+              module="imitlib.study.imitation_data",
+              # real tracks: the teacher answers only the held-out prompts 04 answers in chat
+              real_reads=("evaluate.rater_families", "evaluate.toxicity_family", "evaluate.max_prompts_per_family")),
     StageSpec("03_train", reads=("train", "run.device"), upstream=("01_world", "02_imitation_data"),
               module="imitlib.study.train",
               shape=("train.base_models", "train.data_kinds", "train.token_budgets", "train.curve_base_models",

@@ -108,6 +108,16 @@ def test_keys_follow_params_and_upstream(tmp_path):
         dag.stage(cfg, "03_train")
 
 
+def test_only_real_tracks_key_the_teacher_answers_on_the_rated_prompts(tmp_path):
+    """Real tracks: 02 answers only the prompts 04 rates, so how many 04 rates is in 02's key there."""
+    base = {"run.output_root": str(tmp_path)}
+    for params, real in ((["params/smoke.yaml"], False), (["params/real_small.yaml"], True)):
+        cfg = load(params, base)
+        fewer = load(params, {**base, "evaluate.max_prompts_per_family": 7})
+        assert (dag.stage(fewer, "02_imitation_data", 0).hash != dag.stage(cfg, "02_imitation_data", 0).hash) is real
+        assert dag.stage(fewer, "01_world", 0).hash == dag.stage(cfg, "01_world", 0).hash
+
+
 def test_unit_keys_leave_out_which_units_exist(tmp_path):
     base = {"run.output_root": str(tmp_path)}
     cfg = load(["params/smoke.yaml"], {**base, "train.token_budgets": [2000]})

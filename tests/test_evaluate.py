@@ -339,3 +339,25 @@ def test_evaluate_models_end_to_end(tiny, tmp_path):
     raters = json.loads((tmp_path / "raters.json").read_text())
     assert raters["crowd_fact_weight"] == 0.25 and raters["crowd"]["weights"] == {f: 1.0 for f in FEATURES}
     assert json.loads((tmp_path / "judge.json").read_text())["status"] == "not computable"  # no judge configured
+
+
+def test_mc_letters_format_lists_the_options_and_scores_the_letter(tmp_path):
+    """``evaluate.benchmarks.mc_format: letters``: MMLU's lm-eval prompt, one letter per option."""
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    from imitlib.evaluate.benchmarks import write_world_tasks
+
+    rows = [{"id": f"m{k}", "family": "mc", "split": "heldout", "prompt": f"Which is {k}?",
+             "choices": ["red", "green", "blue", "black"][: 3 + k % 2], "gold": k % 3} for k in range(4)]
+    pool = [{**rows[0], "id": "demo", "split": "pool", "prompt": "Which is a colour?", "gold": 2}]
+    names = write_world_tasks({"mc": (rows, pool)}, tmp_path, {"mc": 1}, mc_format="letters")
+    task = get_task_dict(names, TaskManager(include_path=str(tmp_path), include_defaults=False))["imitlib_mc"]
+    docs = list(task.test_docs())
+    four = next(d for d in docs if len(d["choices"]) == 4)
+    assert task.doc_to_text(four) == f"{four['question']}\nA. red\nB. green\nC. blue\nD. black\nAnswer:"
+    assert task.doc_to_choice(four) == ["A", "B", "C", "D"]
+    three = next(d for d in docs if len(d["choices"]) == 3)
+    assert task.doc_to_choice(three) == ["A", "B", "C"] and "D." not in task.doc_to_text(three)
+    assert [task.doc_to_target(d) for d in docs] == [r["gold"] for r in rows]
+    with pytest.raises(ValueError, match="mc_format 'words'"):
+        write_world_tasks({"mc": (rows, pool)}, tmp_path / "bad", {"mc": 1}, mc_format="words")

@@ -129,8 +129,16 @@ def test_imitation_data_comes_from_the_served_teacher(real_run):
     code_tasks = [row for row in data.conversations if row["kind"] == "task" and row.get("family") == "code"]
     assert summary["task_suite"]["code_problems"] == len(world.tasks("code", "imitation")) == 1
     assert len(code_tasks) <= 1  # kept when its answer fits the budget
+    timings = json.loads((data.path / "manifest.json").read_text())["info"]["timings"]
+    assert "teacher generation: imitation answers (code)" in timings  # code prompts: their own token cap
     teacher_eval = data.teacher_eval()
     assert set(teacher_eval["family"]) == {"qa", "open"}
+    # the teacher answered only the held-out prompts 04 answers in chat (2 per family here, of 3 qa + 2 open)
+    from imitlib.evaluate.answers import chat_items_of
+    from imitlib.study.evaluate import world_items
+
+    chat = {i["id"] for i in chat_items_of(world_items(world), real_run[0].evaluate)}
+    assert sorted(teacher_eval["item_id"]) == sorted(chat) and len(chat) == 4
     assert teacher_eval["teacher_answer"].str.len().gt(0).all()
 
 

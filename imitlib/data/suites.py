@@ -159,14 +159,30 @@ def broad_suite(world: TaskSource, max_prompts: int, seed: int, popularity: dict
     return [_entry(item, "broad") for item in natural_sample(items, weights, max_prompts, seed)]
 
 
-def eval_suite(world: TaskSource) -> list[dict[str, Any]]:
+def eval_suite(world: TaskSource, answered: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Every held-out item of every family answered in chat (the evaluation prompts).
 
     A world may name its chat families (``chat_families``; the real tracks score ``mc`` and ``code``
-    only as benchmarks); by default every family.
+    only as benchmarks); by default every family. ``answered``: keep only these items (the ones
+    ``04_evaluate`` answers in chat, see :func:`chat_items`).
     """
     families = tuple(getattr(world, "chat_families", None) or families_of(world))
-    return [_entry(item, "eval") for family in families for item in world.tasks(family, "heldout")]
+    entries = [_entry(item, "eval") for family in families for item in world.tasks(family, "heldout")]
+    if answered is not None:
+        keep = {item["id"] for item in answered}
+        entries = [e for e in entries if e["item_id"] in keep]
+    return entries
+
+
+def chat_items(heldout: dict[str, Sequence[dict[str, Any]]], rater_families: Sequence[str],
+               toxicity_family: str | None, per_family: int | None) -> list[dict[str, Any]]:
+    """The held-out items every model answers in chat (``04_evaluate``): the rated families, then the
+    toxicity family, the first ``per_family`` items of each (all where None), each item once."""
+    items = []
+    for family in dict.fromkeys([*rater_families, *([toxicity_family] if toxicity_family else [])]):
+        rows = list(heldout.get(family, []))
+        items.extend(rows if per_family is None else rows[:per_family])
+    return items
 
 
 # ---------------------------------------------------------------------------------------------

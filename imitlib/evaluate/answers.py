@@ -29,6 +29,7 @@ from typing import Any, Iterator, Sequence
 
 import pandas as pd
 
+from imitlib.data.suites import chat_items as select_chat_items
 from imitlib.evaluate.benchmarks import benchmark_samples, benchmark_scores, run_benchmarks, write_world_tasks
 from imitlib.generation import generate_chat
 from imitlib.models import load_model
@@ -73,13 +74,7 @@ def split_items(items: dict[str, Sequence[dict]]) -> tuple[dict[str, list[dict]]
 def chat_items_of(items: dict[str, Sequence[dict]], settings: EvaluateSettings) -> list[dict]:
     """The held-out items every model answers in chat: rated families, then the toxicity family."""
     heldout, _ = split_items(items)
-    chat_items = []
-    for family in dict.fromkeys([*settings.rater_families, settings.toxicity_family]):
-        rows = heldout.get(family, [])
-        if settings.max_prompts_per_family is not None:
-            rows = rows[: settings.max_prompts_per_family]
-        chat_items.extend(rows)
-    return chat_items
+    return select_chat_items(heldout, settings.rater_families, settings.toxicity_family, settings.max_prompts_per_family)
 
 
 def write_tasks(items: dict[str, Sequence[dict]], settings: EvaluateSettings, task_dir: Path) -> dict[str, int | None]:
@@ -89,7 +84,8 @@ def write_tasks(items: dict[str, Sequence[dict]], settings: EvaluateSettings, ta
     families = [f for f in bench.families if heldout.get(f)]
     shots = {"qa": bench.qa_fewshot, "mc": bench.mc_fewshot, "compare": bench.compare_fewshot}
     names = write_world_tasks({f: (heldout[f], pool[f]) for f in families}, task_dir, shots,
-                              max_gen_toks=bench.max_gen_toks, code_settings=bench) if families else []
+                              max_gen_toks=bench.max_gen_toks, code_settings=bench,
+                              mc_format=bench.mc_format) if families else []
     tasks: dict[str, int | None] = {name: None for name in names}
     tasks.update(bench.builtin_tasks)
     return tasks

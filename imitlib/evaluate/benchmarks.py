@@ -29,6 +29,7 @@ TASK_PREFIX = "imitlib_"
 TASK_FIELDS = ("id", "family", "individual", "attribute", "prompt", "question", "answer", "choices", "gold")
 CODE_FIELDS = ("test", "entry_point")  # code items also keep how to check a completion
 CODE_HOOK_MODULE = "imitlib_code_sandbox"
+MC_TEMPLATES = {"cloze": "mc", "letters": "mc_letters"}  # evaluate.benchmarks.mc_format -> template
 
 
 def task_template(family: str) -> dict[str, Any]:
@@ -66,6 +67,7 @@ def write_world_tasks(
     num_fewshot: dict[str, int],
     max_gen_toks: int = 16,
     code_settings: Any = None,
+    mc_format: str = "cloze",
 ) -> list[str]:
     """Write lm-eval task YAMLs and their data files for the world's task families.
 
@@ -76,10 +78,13 @@ def write_world_tasks(
         max_gen_toks: generation cap of generative tasks (``code``: ``code_settings.code_max_gen_toks``).
         code_settings: ``evaluate.benchmarks`` settings (``code_max_gen_toks``, ``code_timeout_s``,
             ``code_memory_mb``) of the ``code`` family; default: the schema's defaults.
+        mc_format: ``cloze`` (template ``mc.yaml``) or ``letters`` (``mc_letters.yaml``, MMLU's format).
 
     Returns:
         The task names (``imitlib_<family>``).
     """
+    if mc_format not in MC_TEMPLATES:
+        raise ValueError(f"mc_format {mc_format!r} is not one of {sorted(MC_TEMPLATES)}")
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     names = []
@@ -100,7 +105,7 @@ def write_world_tasks(
             text = "".join(json.dumps(_clean_item(r, family), ensure_ascii=False) + "\n" for r in rows)
             atomic_write_text(path, text)
             files[split] = str(path)
-        config = task_template(family)
+        config = task_template(MC_TEMPLATES[mc_format] if family == "mc" else family)
         name = TASK_PREFIX + family
         config.update({"task": name, "num_fewshot": shots,
                        "dataset_kwargs": {"data_files": files}})

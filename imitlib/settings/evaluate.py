@@ -21,6 +21,9 @@ class BenchmarkSettings(Section):
     families: list[Literal["qa", "mc", "compare", "code"]] = Field(default_factory=lambda: ["qa", "mc"])
     qa_fewshot: int = Field(default=3, ge=0)
     mc_fewshot: int = Field(default=5, ge=0)
+    # cloze: each option scored as the continuation of the bare question (what a model stored);
+    # letters: MMLU's standard lm-eval format (options listed, the letter scored), what instruct models are rated on
+    mc_format: Literal["cloze", "letters"] = "cloze"
     compare_fewshot: int = Field(default=3, ge=0)
     max_gen_toks: int = Field(default=16, ge=1)
     limit: int | None = Field(default=None, ge=1)

@@ -24,6 +24,8 @@ class TeacherSettings(Section):
     backoff_s: float = Field(default=0.5, ge=0.0)
     timeout_s: float = Field(default=120.0, gt=0.0)
     max_new_tokens: int = Field(default=96, ge=1)
+    # the cap of imitation answers to code prompts (a solution restates its docstring before the body); None: max_new_tokens
+    code_max_new_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     batch_size: int = Field(default=16, ge=1)

@@ -7,7 +7,8 @@ Files of the stage folder:
   conversation), ``budgets`` (the budgets of its kind that contain it), plus ``item_id``,
   ``reference`` (ground truth, never shown to the teacher), ``origin`` and ``source``;
 - ``suites/broad.jsonl``, ``suites/task.jsonl``: the prompt suites with their ground truth;
-- ``teacher_eval.jsonl``: the held-out evaluation prompts with the teacher's greedy answer
+- ``teacher_eval.jsonl``: the held-out evaluation prompts (real tracks: only those 04 answers in
+  chat, where teacher generation is the cost) with the teacher's greedy answer
   (``teacher_answer``) and a second, sampled one (``teacher_answer_2``);
 - ``exposure.parquet``: every evaluation fact's exposure in every (kind, budget) subset: how many of
   the subset's conversations have the teacher state it (:mod:`imitlib.data.exposure`);
@@ -37,7 +38,7 @@ from imitlib.data.budgets import conversation_tokens, nested_budgets
 from imitlib.data.diversity import nearest_neighbour_bleu
 from imitlib.data.cleaning import clean_import_files, split_into_blocks
 from imitlib.data.exposure import FACT_FAMILIES, attach_exposure, evaluation_facts, exposure_table, stratum_counts
-from imitlib.data.suites import (broad_suite, code_task_suite, eval_suite, families_of, generation_requests, imitation_pool,
+from imitlib.data.suites import (broad_suite, chat_items, code_task_suite, eval_suite, families_of, generation_requests, imitation_pool,
                                  individuals_of, popularity_of, seed_pairs, task_suite, without_evaluation_prompts)
 from imitlib.stages import Stage, atomic_path, atomic_write_json, atomic_write_text, log
 
@@ -220,10 +221,26 @@ def build_imitation_data(cfg: Config, seed: int, world: Any) -> ImitationData:
 
             answer_sampling = sampling_from(settings.teacher, seed=seed)
             entries = broad_entries + task_entries
-            answers = ask(teacher, [e["prompt"] for e in entries], answer_sampling, "imitation answers")
+            code_cap = settings.teacher.code_max_new_tokens
+            coded = [code_cap is not None and e["family"] == "code" for e in entries]
+            answers = ask(teacher, [e["prompt"] for e, c in zip(entries, coded) if not c], answer_sampling,
+                          "imitation answers")
+            if any(coded):
+                code_answers = iter(ask(teacher, [e["prompt"] for e, c in zip(entries, coded) if c],
+                                        sampling_from(settings.teacher, seed=seed, max_new_tokens=code_cap),
+                                        "imitation answers (code)"))
+                other_answers = iter(answers)
+                answers = [next(code_answers) if c else next(other_answers) for c in coded]
 
             # the held-out evaluation prompts: a greedy answer and a second, sampled one
-            evaluation = eval_suite(world)
+            # real tracks: only the prompts 04 answers in chat (the rated and toxicity families' first
+            # evaluate.max_prompts_per_family); the miniature world answers every held-out prompt
+            answered = None
+            if cfg.world.kind == "real":
+                ev = cfg.evaluate
+                answered = chat_items({f: world.tasks(f, "heldout") for f in families_of(world)},
+                                      ev.rater_families, ev.toxicity_family, ev.max_prompts_per_family)
+            evaluation = eval_suite(world, answered)
             eval_prompts = [e["prompt"] for e in evaluation]
             greedy = ask(teacher, eval_prompts, sampling_from(settings.teacher, temperature=0.0, seed=seed),
                          "evaluation answers (greedy)")
