@@ -17,7 +17,8 @@ mask and attention crosses examples on a CPU (``tests/test_flattening_isolation.
 Every result also records the model FLOP rate (6 x parameters x input tokens per second, attention
 excluded) as a share of this machine's matmul peak, measured in the same run on square matmuls.
 
-Usage: python benchmarks/bench_training.py [--model-dir DIR] [--budget 9500] [--epochs 3] [--repeats 5]
+Usage: python benchmarks/bench_training.py [--model base-m|teacher] [--bf16] [--model-dir DIR] [--budget 20000]
+       [--epochs 3] [--repeats 5]
 Targets: ≥ 1.5× the padded Trainer and ≥ 1.0× the flattening Trainer (supervised tokens/s).
 """
 
@@ -47,11 +48,13 @@ STUDY_THREADS = 2
 
 
 def default_inputs(budget: int, kind: str = "broad", seed: int = 0,
-                   run_dir: Path = PROJECT_ROOT / "outputs" / "default") -> tuple[Path, list[list[dict]], str] | None:
-    """The default study's ``base-m`` folder and imitation conversations of one filled budget.
+                   run_dir: Path = PROJECT_ROOT / "outputs" / "default",
+                   model: str = "base-m") -> tuple[Path, list[list[dict]], str] | None:
+    """The default study's ``model`` folder (a base or the teacher) and imitation conversations of
+    one filled budget.
 
     Looks through the completed ``02_imitation_data/seed{seed}`` folders (newest first) for one
-    whose world folder holds ``models/base-m``; None when there is none.
+    whose world folder holds ``models/<model>``; None when there is none.
     """
     from datasets import load_from_disk
 
@@ -65,8 +68,8 @@ def default_inputs(budget: int, kind: str = "broad", seed: int = 0,
         manifest = json.loads((folder / "manifest.json").read_text())
         world_dir = stages / "01_world" / f"seed{seed}" / manifest["upstream"][0]
         info = json.loads((folder / "summary.json").read_text())["budgets"].get(kind, {}).get(str(budget))
-        if (world_dir / "COMPLETE").exists() and (world_dir / "models" / "base-m").exists() and info and info["filled"]:
-            candidates.append((manifest["timings"]["finished"], folder, world_dir / "models" / "base-m"))
+        if (world_dir / "COMPLETE").exists() and (world_dir / "models" / model).exists() and info and info["filled"]:
+            candidates.append((manifest["timings"]["finished"], folder, world_dir / "models" / model))
     if not candidates:
         return None
     _, folder, model_dir = max(candidates)
@@ -76,10 +79,24 @@ def default_inputs(budget: int, kind: str = "broad", seed: int = 0,
     return model_dir, conversations, f"default study seed {seed}: {model_dir}, {folder} ({kind}, budget {budget})"
 
 
-def synthetic_inputs(folder: Path, count: int = 200, **model_shape: int) -> tuple[Path, list[list[dict]], str]:
-    """A randomly initialised Llama of the base-m shape and deterministic synthetic conversations."""
-    model_dir = synthetic_model(folder, **model_shape)
-    return model_dir, synthetic_conversations(count), f"synthetic: {count} conversations, Llama {model_shape or 'base-m shape'}"
+def world_shape(model: str) -> dict[str, int]:
+    """The Llama shape of one of the default world's models (``base-*`` or ``teacher``), from its params."""
+    from imitlib.config import load
+
+    world = load(["params/default.yaml"], check_files=False).world
+    sizes = {size.name: size for size in [*world.base_models, world.teacher_model]}
+    if model not in sizes:
+        raise SystemExit(f"--model {model!r}: the default world has {sorted(sizes)}")
+    size = sizes[model]
+    return {"hidden_size": size.hidden_size, "layers": size.layers, "heads": size.heads,
+            "intermediate_size": size.intermediate_size}
+
+
+def synthetic_inputs(folder: Path, count: int = 200, model: str = "base-m") -> tuple[Path, list[list[dict]], str]:
+    """A randomly initialised Llama of a default-world model's shape and deterministic synthetic conversations."""
+    shape = world_shape(model)
+    model_dir = synthetic_model(folder, **shape)
+    return model_dir, synthetic_conversations(count), f"synthetic: {count} conversations, Llama of {model}'s shape {shape}"
 
 
 def planned_trainer(model, dataset: list[dict], collator, step_batches: list[list[int]], args: TrainArgs,
@@ -98,7 +115,7 @@ def planned_trainer(model, dataset: list[dict], collator, step_batches: list[lis
         lr_scheduler_type=args.schedule, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
         adam_beta1=args.adam_betas[0], adam_beta2=args.adam_betas[1], max_grad_norm=args.max_grad_norm,
         optim="adamw_torch", per_device_train_batch_size=1, gradient_accumulation_steps=1,
-        logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True,
+        logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True, use_cpu=True, bf16=args.bf16,
         seed=args.seed, dataloader_num_workers=0, remove_unused_columns=False,
     )
     trainer = PlannedTrainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator)
@@ -229,8 +246,19 @@ def benchmark(model_dir: Path, conversations: list[list[dict]], args: TrainArgs,
                        "transformers Trainer (DataCollatorWithFlattening, padding-free, use_cache=False)",
                        flattening, 1.0),
     }
+    if args.bf16:  # what autocast costs in loss: the same run in float32, once
+        fp32 = train_causal_lm(copy.deepcopy(pristine), examples, args.model_copy(update={"bf16": False}),
+                               progress=False)
+        bf16 = train_causal_lm(copy.deepcopy(pristine), examples, args, progress=False)
+        final32, final16 = fp32.losses[-1][1], bf16.losses[-1][1]
+        extra["bf16_vs_float32"] = {
+            "float32_final": final32, "bf16_final": final16,
+            "relative_difference": abs(final16 - final32) / abs(final32), "tolerance_relative": loss_tolerance,
+            "within_tolerance": abs(final16 - final32) / abs(final32) <= loss_tolerance,
+            "float32_logged": [loss for _, loss in fp32.losses], "bf16_logged": [loss for _, loss in bf16.losses]}
     n_params = sum(p.numel() for p in pristine.parameters())
-    peak = matmul_peak_gflops()
+    # the peak of the precision the matmuls run in (bf16 autocast: bf16 matmuls)
+    peak = matmul_peak_gflops(dtype=torch.bfloat16 if args.bf16 else torch.float32)
     results = {}
     for key in baselines:
         result_name, label, work, target = sides[key]
@@ -238,8 +266,9 @@ def benchmark(model_dir: Path, conversations: list[list[dict]], args: TrainArgs,
         result = compare(
             result_name, ("imitlib train_causal_lm (packing)", ours), (label, work),
             units="supervised tokens/s", target_ratio=target, repeats=repeats,
-            notes=(f"{source}; {len(examples)} conversations, {len(plan.main)} optimiser steps, lr {args.lr}, "
-                   f"epochs {args.epochs}, batch {args.batch_size} rows x {args.seq_len}, torch threads "
+            notes=(f"{source}; {n_params} parameters; {len(examples)} conversations, {len(plan.main)} optimiser "
+                   f"steps, lr {args.lr}, epochs {args.epochs}, batch {args.batch_size} rows x {args.seq_len}, "
+                   f"{'bf16 autocast on both sides' if args.bf16 else 'float32'}, torch threads "
                    f"{torch.get_num_threads()}; each run trains a fresh copy of the same weights"),
             extra=extra, results_dir=results_dir,
         )
@@ -261,7 +290,7 @@ def benchmark(model_dir: Path, conversations: list[list[dict]], args: TrainArgs,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", help="a model folder (default: the default world's base-m)")
-    parser.add_argument("--budget", type=int, default=9500, help="imitation token budget of the default study")
+    parser.add_argument("--budget", type=int, default=20000, help="imitation token budget of the default study (its largest)")
     parser.add_argument("--kind", default="broad", choices=["broad", "task"])
     parser.add_argument("--epochs", type=float, default=1.0, help="passes over the data (the study: 3)")
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -273,22 +302,29 @@ def main() -> None:
     parser.add_argument("--baselines", default="padded,flattening",
                         help="comma-separated: padded (Trainer + padding), flattening (Trainer padding-free)")
     parser.add_argument("--loss-tolerance", type=float, default=0.02, help="relative, on the final step's loss")
+    parser.add_argument("--model", default="base-m",
+                        help="which default-world model: a base (base-m, the largest) or teacher; its folder from "
+                             "a finished default study, else a random Llama of its shape")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast on both sides (peak: bf16 matmuls)")
     options = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     torch.set_num_threads(options.threads)
     args = TrainArgs(lr=options.lr, epochs=options.epochs, batch_size=options.batch_size, seq_len=options.seq_len,
-                     warmup_steps=options.warmup_steps, schedule="cosine", packing=True, seed=0, log_every=1)
+                     warmup_steps=options.warmup_steps, schedule="cosine", packing=True, seed=0, log_every=1,
+                     bf16=options.bf16)
     with tempfile.TemporaryDirectory(prefix="bench-training-") as scratch:
-        found = default_inputs(options.budget, options.kind)
+        found = default_inputs(options.budget, options.kind, model=options.model)
         if found is None:
-            model_dir, conversations, source = synthetic_inputs(Path(scratch) / "model")
+            model_dir, conversations, source = synthetic_inputs(Path(scratch) / "model", model=options.model)
         else:
             model_dir, conversations, source = found
         if options.model_dir:
             model_dir, source = Path(options.model_dir), f"{source} (model {options.model_dir})"
-        name = ("imitation_finetuning" if options.threads == STUDY_THREADS
-                else f"imitation_finetuning_threads{options.threads}")
+        name = "imitation_finetuning"
+        name += "" if options.model == "base-m" else f"_{options.model}"
+        name += "_bf16" if options.bf16 else ""
+        name += "" if options.threads == STUDY_THREADS else f"_threads{options.threads}"
         benchmark(model_dir, conversations, args, options.repeats, options.loss_tolerance, source, name=name,
                   baselines=tuple(options.baselines.split(",")))
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+import bench_gpu  # noqa: E402
 import bench_serving  # noqa: E402
 import bench_study  # noqa: E402
 import bench_training  # noqa: E402
@@ -57,6 +58,30 @@ def test_training_benchmark_trains_every_side_on_the_same_tokens(tiny_model, tmp
         assert saved["host"]["cpu_count"] >= 1 and "torch" in saved["packages"]
 
 
+def test_training_benchmark_in_bf16_records_what_autocast_costs_in_loss(tiny_model, tmp_path):
+    import torch
+
+    args = TrainArgs(lr=1e-3, epochs=1, batch_size=4, seq_len=64, warmup_steps=1, log_every=1, bf16=True)
+    bench_training.benchmark(tiny_model, synthetic_conversations(16, user_words=(2, 6), answer_words=(3, 20)),
+                             args, repeats=1, results_dir=tmp_path, name="training_bf16", baselines=("flattening",))
+    saved = json.loads((tmp_path / "training_bf16_vs_flattening.json").read_text())
+    assert saved["model_flops"]["matmul_peak_gflops"]["dtype"] == "bfloat16"
+    against = saved["bf16_vs_float32"]
+    assert len(against["bf16_logged"]) == len(against["float32_logged"]) == saved["plan"]["optimizer_steps"]
+    # autocast changes the numbers (bf16 matmuls) but not by much on the first steps
+    assert against["bf16_logged"] != against["float32_logged"]
+    assert against["bf16_logged"][0] == pytest.approx(against["float32_logged"][0], rel=0.02)
+    assert "bf16 autocast on both sides" in saved["notes"]
+    torch.set_num_threads(1)
+
+
+def test_training_benchmark_names_the_world_models_it_knows():
+    with pytest.raises(SystemExit, match="base-m.*teacher"):
+        bench_training.world_shape("base-xl")
+    # the teacher it benchmarks is the world's larger model
+    assert bench_training.world_shape("teacher")["hidden_size"] > bench_training.world_shape("base-m")["hidden_size"]
+
+
 def test_serving_benchmark_answers_every_prompt_on_both_sides(tiny_model, tmp_path):
     conversations = [c[:1] for c in synthetic_conversations(6, user_words=(2, 5))]
     bench_serving.benchmark(tiny_model, conversations, concurrency=3, batch_size=3, max_new_tokens=4, repeats=1,
@@ -96,3 +121,37 @@ def test_study_benchmark_records_time_notebooks_and_tree_memory(tmp_path):
     assert bench_study.command_of(bench_study.CASES["smoke"], "py") == [
         "py", "-m", "imitlib", "run", "params/smoke.yaml", "--run-name", "bench_smoke",
         "--set", "run.output_root=outputs/bench_runs/smoke"]
+
+
+def test_gpu_script_configs_are_the_real_tracks_models():
+    """The GPU check builds the real track's student and teacher from their configs: the parameter
+    counts are those of the packaged models (imitlib.models' conversion records)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    for name, parameters in (("gemma3-270m", 268_098_176), ("qwen2.5-coder-1.5b-instruct", 1_777_088_000)):
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(bench_gpu.load_config(name, tiny=False))
+        assert sum(p.numel() for p in model.parameters()) == parameters, name
+
+
+def test_gpu_script_runs_end_to_end_on_tiny_models(tmp_path):
+    result = bench_gpu.main(["--tiny", "--out", str(tmp_path), "--repeats", "2"])
+    saved = json.loads(next(tmp_path.glob("gpu_tiny_*.json")).read_text())
+    assert saved == json.loads(json.dumps(result))
+    train = saved["finetuning_gemma3_270m"]
+    assert train["losses_finite"] and len(train["tokens_per_second"]["all"]) == 2
+    assert 0 < train["mfu_of_measured_peak"]["median"]
+    generation = saved["teacher_generation_qwen2_5_coder_1_5b"]["by_batch_size"]
+    assert set(generation) == {"1", "8"} and all(v["new_tokens_per_second"]["min"] > 0 for v in generation.values())
+    assert saved["real_track_end_to_end"]["measured"] is False
+
+
+def test_gpu_script_says_when_there_is_no_gpu(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(SystemExit, match="no CUDA device"):
+        bench_gpu.main(["--out", str(tmp_path)])
+    assert not list(tmp_path.iterdir())  # nothing written
