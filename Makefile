@@ -49,6 +49,8 @@ test-real-small: real-small-install
 # Speed against the obvious alternative (outputs/benchmarks/*.json); never asserted in tests.
 bench: install
 	$(PY) benchmarks/bench_training.py --epochs 3 --warmup-steps 10
+	$(PY) benchmarks/bench_training.py --epochs 3 --warmup-steps 10 --model teacher
+	$(PY) benchmarks/bench_training.py --epochs 3 --warmup-steps 10 --model teacher --bf16
 	$(PY) benchmarks/bench_serving.py --prompts 64 --new-tokens 96
 	$(PY) benchmarks/bench_study.py smoke
 	$(PY) benchmarks/bench_study.py cached

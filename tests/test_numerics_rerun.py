@@ -34,7 +34,25 @@ def test_shift_and_swapped_verdict(tmp_path):
     assert shifts["interval_width"].round(10).eq(0.10).all()
     row = swapped.set_index("claim").loc["C3"]
     assert row["confirm_verdict"] == "reproduced" and row["swapped_verdict"] == "inconclusive"
+    assert not row["same_verdict"]
     assert abs(row["swapped_mean"] - (-0.30 - 0.25 + 0.09 + 0.10) / 4) < 1e-12
     # a rerun that changes nothing keeps the verdict
     same = _run(tmp_path / "same", {1: 0.10})
-    assert numerics_rerun.compare(confirm, same)[1].set_index("claim").loc["C3", "swapped_verdict"] == "reproduced"
+    kept = numerics_rerun.compare(confirm, same)[1].set_index("claim").loc["C3"]
+    assert kept["swapped_verdict"] == "reproduced" and kept["same_verdict"]
+
+
+def test_whole_rerun_scorecards_side_by_side(tmp_path):
+    confirm = _run(tmp_path / "confirm", {1: 0.10, 2: 0.11, 3: 0.09})
+    rerun = _run(tmp_path / "rerun", {1: 0.02, 2: 0.11, 3: -0.05})
+    for folder, p, verdict in ((confirm, 0.01, "reproduced"), (rerun, 0.4, "inconclusive")):
+        card = pd.read_csv(folder / "tables" / "scorecard.csv").assign(p=p, p_holm=p, verdict=verdict)
+        card.to_csv(folder / "tables" / "scorecard.csv", index=False)
+    both = numerics_rerun.scorecards(confirm, rerun).set_index("claim").loc["C3"]
+    assert both["confirm_verdict"] == "reproduced" and both["rerun_verdict"] == "inconclusive"
+    assert not both["same_verdict"] and both["seeds"] == 3
+    assert abs(both["shift_max"] - 0.14) < 1e-12 and abs(both["shift_median"] - 0.08) < 1e-12
+    assert both["rerun_p"] == 0.4
+    # a rerun of a few seeds without its own analysis has no scorecard to set beside
+    (rerun / "tables" / "scorecard.csv").unlink()
+    assert numerics_rerun.scorecards(confirm, rerun) is None
