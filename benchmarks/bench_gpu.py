@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -143,7 +144,7 @@ def measure_finetuning(device: torch.device, tiny: bool, seq_len: int, batch_row
         else "bf16 autocast, float32 master weights, AdamW",
         "tokens_per_second": _summary(rates), "model_tflops": _summary(tflops),
         "flops_per_token": per_token, "mfu_of_measured_peak": _summary([t / peak_tflops for t in tflops]),
-        "losses_finite": all(map(lambda x: x == x and abs(x) != float("inf"), losses)),
+        "losses_finite": all(math.isfinite(loss) for loss in losses),
         "peak_memory_gib": (torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None),
     }
     del model, optimizer

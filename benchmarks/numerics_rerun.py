@@ -62,15 +62,14 @@ def compare(confirm: Path, rerun: Path, confidence: float = 0.95) -> tuple[pd.Da
     return shifts, pd.DataFrame(swapped)
 
 
-def scorecards(confirm: Path, rerun: Path) -> pd.DataFrame | None:
+def scorecards(confirm: Path, rerun: Path, shifts: pd.DataFrame) -> pd.DataFrame | None:
     """Every claim row of both builds' own scorecards side by side (None when the rerun has no scorecard,
-    e.g. a rerun of a few seeds whose analysis was not run), with the median and largest per-seed shift."""
-    path = rerun / "tables" / "scorecard.csv"
-    if not path.exists():
+    e.g. a rerun of a few seeds whose analysis was not run), with the median and largest per-seed shift
+    (``shifts``: the first table of :func:`compare`)."""
+    if not (rerun / "tables" / "scorecard.csv").exists():
         return None
-    cards = [pd.read_csv(run / "tables" / "scorecard.csv") for run in (confirm, path.parent.parent)]
+    cards = [pd.read_csv(run / "tables" / "scorecard.csv") for run in (confirm, rerun)]
     cards = [card[card["kind"] == "claim"].set_index("claim") for card in cards]
-    shifts, _ = compare(confirm, rerun)
     size = shifts.assign(absolute=shifts["shift"].abs()).groupby("claim")["absolute"]
     rows = []
     for claim, first in cards[0].iterrows():
@@ -112,7 +111,7 @@ def main() -> None:
               f"{'yes' if r.same_verdict else '**no**'} |")
     print()
     print(f"{int(swapped['same_verdict'].sum())} of {len(swapped)} primary verdicts are the same in both builds.")
-    both = scorecards(args.confirm, args.rerun)
+    both = scorecards(args.confirm, args.rerun, shifts)
     if both is not None:
         both.to_csv(out / "numerics_scorecards.csv", index=False)
         print()

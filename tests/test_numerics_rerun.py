@@ -48,11 +48,12 @@ def test_whole_rerun_scorecards_side_by_side(tmp_path):
     for folder, p, verdict in ((confirm, 0.01, "reproduced"), (rerun, 0.4, "inconclusive")):
         card = pd.read_csv(folder / "tables" / "scorecard.csv").assign(p=p, p_holm=p, verdict=verdict)
         card.to_csv(folder / "tables" / "scorecard.csv", index=False)
-    both = numerics_rerun.scorecards(confirm, rerun).set_index("claim").loc["C3"]
+    shifts, _ = numerics_rerun.compare(confirm, rerun)
+    both = numerics_rerun.scorecards(confirm, rerun, shifts).set_index("claim").loc["C3"]
     assert both["confirm_verdict"] == "reproduced" and both["rerun_verdict"] == "inconclusive"
     assert not both["same_verdict"] and both["seeds"] == 3
     assert abs(both["shift_max"] - 0.14) < 1e-12 and abs(both["shift_median"] - 0.08) < 1e-12
     assert both["rerun_p"] == 0.4
     # a rerun of a few seeds without its own analysis has no scorecard to set beside
     (rerun / "tables" / "scorecard.csv").unlink()
-    assert numerics_rerun.scorecards(confirm, rerun) is None
+    assert numerics_rerun.scorecards(confirm, rerun, shifts) is None
