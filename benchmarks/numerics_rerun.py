@@ -70,7 +70,7 @@ def scorecards(confirm: Path, rerun: Path, shifts: pd.DataFrame) -> pd.DataFrame
         return None
     cards = [pd.read_csv(run / "tables" / "scorecard.csv") for run in (confirm, rerun)]
     cards = [card[card["kind"] == "claim"].set_index("claim") for card in cards]
-    size = shifts.assign(absolute=shifts["shift"].abs()).groupby("claim")["absolute"]
+    size = shifts.assign(absolute=shifts["shift"].abs()).groupby("claim")["absolute"].agg(["count", "median", "max"])
     rows = []
     for claim, first in cards[0].iterrows():
         if claim not in cards[1].index:
@@ -82,8 +82,8 @@ def scorecards(confirm: Path, rerun: Path, shifts: pd.DataFrame) -> pd.DataFrame
                         f"{label}_p": card["p_holm"] if card["primary"] else card["p"],
                         f"{label}_verdict": card["verdict"]})
         row.update(same_verdict=first["verdict"] == second["verdict"],
-                   seeds=int(size.count().get(claim, 0)), shift_median=size.median().get(claim, np.nan),
-                   shift_max=size.max().get(claim, np.nan))
+                   seeds=int(size["count"].get(claim, 0)), shift_median=size["median"].get(claim, np.nan),
+                   shift_max=size["max"].get(claim, np.nan))
         rows.append(row)
     return pd.DataFrame(rows)
 
