@@ -10,8 +10,10 @@
     models/teacher/         the chat-tuned teacher (its own, larger size, pretrained longer on the same corpus)
     corpus_sample.jsonl     a sample of pretraining documents (kind, text)
     training.json           loss curves and counters of every training run
-    calibration.json        per model: few-shot recall (and after a replay-only continuation, for bases),
-                            chat accuracy, style rates; the teacher's tuning-data style and second-sample rates
+    calibration.json        per model: few-shot recall (and after replay-only continuations, for bases),
+                            chat accuracy, style rates; the teacher's tuning-data style and second-sample
+                            rates; every base's convergence probes (``convergence``: per round, the gains
+                            on the evaluation and the pool wordings; see _pretrain_until_converged)
     samples.json            per-question records of the calibration and sample teacher chats
     world.json              parameter counts, model order, timings
 """
@@ -187,6 +189,67 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
 
 
+def convergence_stream(round_: int, replicate: int) -> int:
+    """Corpus stream of one replay-only continuation (round 0, replicate 0 is the one stream 3 of earlier worlds)."""
+    return 3 + 100 * replicate + 1000 * round_
+
+
+def _pretrain_until_converged(model, name: str, kb: KnowledgeBase, settings: WorldSettings, tokenizer, seed: int,
+                              prompts: list[dict[str, Any]], pool_prompts: list[dict[str, Any]], rows: int,
+                              training: dict[str, Any], progress: bool):
+    """Probe a pretrained base for convergence and pretrain it further until converged.
+
+    A probe runs ``convergence_replicates`` replay-only continuations (``convergence_replay_tokens``
+    fresh corpus tokens each, own stream, ``convergence_lr``: the sweep's replay-only control) and
+    measures few-shot recall before and after on the evaluation prompts and on the imitation pool's
+    wordings of the same facts. The base counts as converged when the pool-wording gain, averaged over
+    the continuations, is at most ``convergence_max_gain`` pts: the decision never looks at the
+    evaluation prompts, so stopping cannot select a base whose evaluation score happened to be high.
+    An unconverged base is replaced by its first continuation (more pretraining on fresh tokens) and
+    probed again, at most ``convergence_max_rounds`` times. Returns the final base, its evaluation
+    recall records, the final probe's per-continuation evaluation records, and a summary.
+    """
+    from imitlib.train.loop import train_causal_lm
+    from imitlib.world import calibration as cal
+    from imitlib.world.pretrain import losses_record, pretrain_args, pretraining_examples
+
+    rounds: list[dict[str, Any]] = []
+    tokens = settings.convergence_replay_tokens
+    model.eval()
+    recall, pool = cal.fewshot_recall(model, tokenizer, prompts), cal.fewshot_recall(model, tokenizer, pool_prompts)
+    if tokens < settings.seq_len:  # no probe configured
+        return model, recall, [], {"convergence_rounds": 0, "pretrain_rows": rows, "convergence_probes": []}
+    for round_ in range(settings.convergence_max_rounds + 1):
+        continued, after, pool_after = [], [], []
+        for replicate in range(settings.convergence_replicates):
+            replay = pretraining_examples(make_sampler(kb, settings, stream_seed=convergence_stream(round_, replicate)),
+                                          tokenizer, tokens, settings.seq_len)
+            result = train_causal_lm(copy.deepcopy(model), replay, pretrain_args(settings, seed, lr=settings.convergence_lr),
+                                     progress=progress, desc=f"replay-only {name} r{round_}.{replicate}")
+            result.model.eval()
+            after.append(cal.fewshot_recall(result.model, tokenizer, prompts))
+            pool_after.append(cal.fewshot_recall(result.model, tokenizer, pool_prompts))
+            continued.append((result.model, losses_record(result), len(replay)) if replicate == 0 else None)
+            del result
+        gain = [100 * (cal.recall_share(a) - cal.recall_share(recall)) for a in after]
+        pool_gain = [100 * (cal.recall_share(a) - cal.recall_share(pool)) for a in pool_after]
+        converged = sum(pool_gain) / len(pool_gain) <= settings.convergence_max_gain
+        rounds.append({"round": round_, "pretrain_rows": rows, "fewshot_recall": round(100 * cal.recall_share(recall), 2),
+                       "pool_recall": round(100 * cal.recall_share(pool), 2),
+                       "evaluation_gains": [round(g, 2) for g in gain], "pool_gains": [round(g, 2) for g in pool_gain],
+                       "converged": converged})
+        log(f"[01_world seed {seed}] {name} round {round_}: pool gain {sum(pool_gain) / len(pool_gain):+.1f}, "
+            f"evaluation gain {sum(gain) / len(gain):+.1f} pts ({'converged' if converged else 'not converged'})")
+        if converged or round_ == settings.convergence_max_rounds:
+            break
+        model, record, extra_rows = continued[0]
+        training[f"{name}-extension{round_ + 1}"] = {"kind": "pretrain", **record}
+        rows += extra_rows
+        recall, pool = after[0], pool_after[0]
+    return model, recall, after, {"convergence_rounds": len(rounds) - 1, "pretrain_rows": rows,
+                                  "replay_tokens": tokens, "convergence_probes": rounds}
+
+
 def _build_into(work: Path, settings: WorldSettings, seed: int, progress: bool) -> dict[str, Any]:
     from imitlib.chat import render
     from imitlib.train.loop import train_causal_lm
@@ -234,9 +297,6 @@ def _build_into(work: Path, settings: WorldSettings, seed: int, progress: bool) 
     teacher_tokens = settings.pretrain_tokens + settings.teacher_extra_tokens
     all_rows = pretraining_examples(make_sampler(kb, settings, stream_seed=0), tokenizer, teacher_tokens, settings.seq_len)
     pretrain_rows = all_rows[:settings.pretrain_tokens // settings.seq_len]
-    convergence_rows = (pretraining_examples(make_sampler(kb, settings, stream_seed=3), tokenizer,
-                                             settings.convergence_replay_tokens, settings.seq_len)
-                        if settings.convergence_replay_tokens >= settings.seq_len else [])
     lap("pretraining data")
 
     eval_qa = [i for i in tasks["qa"] if i["split"] == "heldout"]
@@ -247,26 +307,21 @@ def _build_into(work: Path, settings: WorldSettings, seed: int, progress: bool) 
     models: dict[str, Any] = {}
     recalls: dict[str, list[dict[str, Any]]] = {}
     replay_recalls: dict[str, list[dict[str, Any]]] = {}
+    pool_prompts = cal.fewshot_prompts(demo_qa, demo_qa, settings.recall_shots, seed + 1, tokenizer.bos_token)
+    convergence: dict[str, dict[str, Any]] = {}
     for size in settings.base_models:
         model = make_model(size, tokenizer, seed)
-        result = train_causal_lm(model, pretrain_rows, pretrain_args(settings, seed), progress=progress,
+        result = train_causal_lm(model, pretrain_rows, pretrain_args(settings, seed, lr=size.pretrain_lr), progress=progress,
                                  desc=f"pretrain {size.name}")
-        model = result.model
-        params[size.name] = count_parameters(model)
         training[size.name] = {"kind": "pretrain", **losses_record(result)}
+        lap(f"pretrain {size.name}")
+        model, recalls[size.name], replay_recalls[size.name], convergence[size.name] = _pretrain_until_converged(
+            result.model, size.name, kb, settings, tokenizer, seed, prompts, pool_prompts, len(pretrain_rows),
+            training, progress)
+        params[size.name] = count_parameters(model)
         save_model(model, tokenizer, work / "models" / size.name)
         models[size.name] = model
-        model.eval()
-        recalls[size.name] = cal.fewshot_recall(model, tokenizer, prompts)
-        lap(f"pretrain {size.name}")
-        if convergence_rows:  # the replay-only control's budget, continued from the saved base
-            continued = train_causal_lm(copy.deepcopy(model), convergence_rows,
-                                        pretrain_args(settings, seed, lr=settings.convergence_lr),
-                                        progress=progress, desc=f"replay-only {size.name}").model
-            continued.eval()
-            replay_recalls[size.name] = cal.fewshot_recall(continued, tokenizer, prompts)
-            del continued
-            lap(f"replay-only {size.name}")
+        lap(f"convergence {size.name}")
     base_order = sorted(models, key=lambda name: params[name])
 
     # The teacher: its own larger model, pretrained from scratch on the same stream for longer,
@@ -319,8 +374,13 @@ def _build_into(work: Path, settings: WorldSettings, seed: int, progress: bool) 
                           "tuning_max_phrase_share": round(tuning_style["max_phrase_share"], 4),
                           "tuning_max_marker_share": round(max(tuning_style["markers"].values()), 4)})
         elif name in replay_recalls:
-            extra["fewshot_replay_correct"] = sum(r["correct"] for r in replay_recalls[name])
-            extra["replay_tokens"] = len(convergence_rows) * settings.seq_len
+            extra.update({k: v for k, v in convergence[name].items() if k != "convergence_probes"})
+            final = (convergence[name]["convergence_probes"] or [{}])[-1]
+            extra["replay_gains"] = ",".join(f"{g:+.1f}" for g in final.get("evaluation_gains", []))
+            extra["pool_replay_gain"] = (round(sum(final["pool_gains"]) / len(final["pool_gains"]), 2)
+                                         if final.get("pool_gains") else None)
+            if replay_recalls[name]:  # mean over the final probe's continuations
+                extra["fewshot_replay_correct"] = sum(sum(r["correct"] for r in rs) for rs in replay_recalls[name]) / len(replay_recalls[name])
         role = TEACHER if name == TEACHER else "base"
         rows.append({"seed": seed, **cal.summarise(role, name, params[name], recall, chat, **extra)})
         per_question[name] = {"fewshot": recall, "chat": chat}
@@ -334,11 +394,13 @@ def _build_into(work: Path, settings: WorldSettings, seed: int, progress: bool) 
     sample_chats = [{"prompt": item["prompt"], "family": item["family"],
                      "answer": next(r["answer"] for r in per_question[TEACHER]["chat"] if r["id"] == item["id"])}
                     for item in shown]
-    atomic_write_json(work / "calibration.json", {"rows": rows, "tuning_style": tuning_style})
+    atomic_write_json(work / "calibration.json", {"rows": rows, "tuning_style": tuning_style,
+                                                  "convergence": {k: v["convergence_probes"] for k, v in convergence.items()}})
     atomic_write_json(work / "samples.json", {"per_question": per_question, "teacher_chats": sample_chats})
     info = {"seed": seed, "base_order": base_order, "params": params, "timings": timings,
             "seconds": round(sum(timings.values()), 2), "torch_threads": torch.get_num_threads(),
             "vocab_size": len(tokenizer), "n_pretrain_rows": len(pretrain_rows), "n_teacher_pretrain_rows": len(all_rows),
+            "base_pretrain_rows": {name: c["pretrain_rows"] for name, c in convergence.items()},
             "teacher_conversations": report.n_kept, "teacher_mask_mismatches": report.n_mask_mismatch}
     atomic_write_json(work / "world.json", info)
     return info

@@ -103,12 +103,19 @@ class KnowledgeBase:
                 "values": {a: list(v) for a, v in self.values.items()}}
 
     def to_json(self) -> dict[str, Any]:
-        return {"seed": self.seed, "values": self.values, "individuals": self.individuals,
+        # "order": JSON files are written with sorted keys, and the corpus sampler draws by KB order
+        return {"seed": self.seed, "values": self.values, "individuals": self.individuals, "order": self.names,
                 "popularity": self.popularity, "split": self.split, "meta": self.meta}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "KnowledgeBase":
-        return cls(seed=data["seed"], values=data["values"], individuals=data["individuals"],
+        """The knowledge base in its built order (files without ``order``, written before it, load sorted)."""
+        individuals = data["individuals"]
+        if "order" in data:
+            if sorted(data["order"]) != sorted(individuals):
+                raise ValueError("knowledge base: 'order' does not list exactly the individuals")
+            individuals = {name: individuals[name] for name in data["order"]}
+        return cls(seed=data["seed"], values=data["values"], individuals=individuals,
                    popularity=data["popularity"], split=data["split"], meta=data.get("meta", {}))
 
     def save(self, path: Path) -> None:

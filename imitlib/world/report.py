@@ -181,7 +181,8 @@ def seed_calibration(worlds: list[World]) -> pd.DataFrame:
     out["second_sample_differs"] = pct("second_differs", "second_differs_n")
     for column in ("tuning_list_share", "tuning_max_phrase_share", "tuning_max_marker_share"):
         out[column] = (100 * rows[column]).round(1) if column in rows else float("nan")
-    for column in ("tuning_list_families", "tuning_max_phrase", "replay_tokens"):
+    for column in ("tuning_list_families", "tuning_max_phrase", "replay_tokens", "replay_gains", "convergence_rounds",
+                   "pretrain_rows", "pool_replay_gain"):
         out[column] = rows[column] if column in rows else None
     return out.reset_index(drop=True)
 
@@ -197,10 +198,15 @@ def tuning_prompt_overlap(world: World) -> int:
     return sum(any(p in text for p in prompts) for text in texts)
 
 
+DESCRIBED = "described (not a target; C3 tests it): "
+
+
 def calibration_checks(table: pd.DataFrame, worlds: list[World], time_budget_seconds: float) -> pd.DataFrame:
     """The world's calibration targets, each measured and marked met or not, PER SEED (``seed``
-    column; ``all`` for the stage's wall time and the pooled size ordering). Real track: one row
-    saying why none apply."""
+    column; ``all`` for the stage's wall time and the pooled size ordering). Rows whose target text
+    starts with :data:`DESCRIBED` are measured but not targets (``met`` empty): the base-size
+    ordering of recall is what claim C3 tests, so the world may not be required to have it. Real
+    track: one row saying why none apply."""
     if any(_is_real(w) for w in worlds):
         return real_calibration_checks(worlds)
     if table.empty:
@@ -219,22 +225,43 @@ def calibration_checks(table: pd.DataFrame, worlds: list[World], time_budget_sec
         ratio = teacher["params"] / largest["params"]
         add("teacher parameters >= 3x the largest base's",
             f"{int(teacher['params']):,} vs {largest['model']} {int(largest['params']):,} ({ratio:.2f}x)", ratio >= 3)
-        rows_base, rows_teacher = world.info.get("n_pretrain_rows"), world.info.get("n_teacher_pretrain_rows")
+        rows_teacher = world.info.get("n_teacher_pretrain_rows")
+        base_rows = world.info.get("base_pretrain_rows") or {}
+        rows_base = max(base_rows.values()) if base_rows else world.info.get("n_pretrain_rows")
         add("teacher pretrained on the same corpus for longer",
-            f"{rows_teacher} rows vs {rows_base} rows of the same stream",
+            f"{rows_teacher} rows vs {rows_base} rows of the same stream"
+            + (" (the longest-pretrained base, extensions included)" if base_rows else ""),
             bool(rows_base and rows_teacher and rows_teacher > rows_base))
-        gains = [(r["model"], r["fewshot_recall"], r["fewshot_after_replay"], r["replay_gain"]) for _, r in bases.iterrows()]
-        add("bases converged: a replay-only continuation (convergence_replay_tokens) adds <= 5 pts of few-shot recall",
-            "; ".join(f"{m} {a:.1f} -> {b:.1f} ({g:+.1f})" for m, a, b, g in gains),
-            all(pd.notna(g) and g <= 5 for *_, g in gains))
-        add("few-shot recall: largest base above smallest base",
-            f"{smallest['model']} {smallest['fewshot_recall']:.1f}% vs {largest['model']} {largest['fewshot_recall']:.1f}%",
-            largest["fewshot_recall"] > smallest["fewshot_recall"])
-        add("teacher chat accuracy on evaluation facts >= largest base few-shot recall + 20 pts",
-            f"{teacher['chat_qa_accuracy']:.1f}% vs {largest['fewshot_recall']:.1f}% "
-            f"(+{teacher['chat_qa_accuracy'] - largest['fewshot_recall']:.1f}); tuned individuals "
+        max_gain = float(getattr(world.settings, "convergence_max_gain", 5.0))
+        replicates = int(getattr(world.settings, "convergence_replicates", 1))
+
+        def gain_text(r: pd.Series) -> str:
+            extended = r.get("convergence_rounds")
+            note = (f"; {r['replay_gains']}" if isinstance(r.get("replay_gains"), str) and "," in r["replay_gains"] else "")
+            if pd.notna(extended) and extended:
+                note += f"; pretrained {int(extended)} round(s) longer"
+            pool = r.get("pool_replay_gain")
+            if pool is not None and pd.notna(pool):
+                note += f"; pool wordings {pool:+.1f}"
+            return f"{r['model']} {r['fewshot_recall']:.1f} -> {r['fewshot_after_replay']:.1f} ({r['replay_gain']:+.1f}{note})"
+
+        add(f"bases converged: replay-only continuations (convergence_replay_tokens; mean of {replicates}) add "
+            f"<= {max_gain:g} pts of few-shot recall",
+            "; ".join(gain_text(r) for _, r in bases.iterrows()),
+            all(pd.notna(g) and g <= max_gain for g in bases["replay_gain"])
+            # the probe that decides when pretraining stops must agree (absent in worlds built before it)
+            and all(pd.isna(p) or p <= max_gain for p in bases.get("pool_replay_gain", pd.Series(dtype=float))))
+        # described, not a target: it is what claim C3 tests, so requiring it would build C3's verdict into the world
+        checks.append({"seed": world.seed, "target": DESCRIBED + "few-shot recall, largest base vs smallest base",
+                       "measured": f"{smallest['model']} {smallest['fewshot_recall']:.1f}% vs {largest['model']} "
+                                   f"{largest['fewshot_recall']:.1f}%", "met": None})
+        best = bases.sort_values(["fewshot_recall", "params"]).iloc[-1]  # the issue asks for the largest; every base is stricter
+        add("teacher chat accuracy on evaluation facts >= every base's few-shot recall + 20 pts",
+            f"{teacher['chat_qa_accuracy']:.1f}% vs {best['model']} {best['fewshot_recall']:.1f}% "
+            f"(+{teacher['chat_qa_accuracy'] - best['fewshot_recall']:.1f}; largest base {largest['model']} "
+            f"{largest['fewshot_recall']:.1f}%); tuned individuals "
             f"{teacher['chat_qa_tuned_individuals']:.1f}%, untuned {teacher['chat_qa_untuned_individuals']}",
-            teacher["chat_qa_accuracy"] - largest["fewshot_recall"] >= 20)
+            teacher["chat_qa_accuracy"] - best["fewshot_recall"] >= 20)
         overlap = tuning_prompt_overlap(world)
         add("no evaluation prompt text in the teacher's tuning data", f"{overlap} tuning conversations contain one", overlap == 0)
         families = [f for f in str(teacher["tuning_list_families"] or "").split(",") if f]
@@ -250,9 +277,9 @@ def calibration_checks(table: pd.DataFrame, worlds: list[World], time_budget_sec
         add("base models show style markers in <= 5% of answers",
             ", ".join(f"{r['model']} {r['styled']:.1f}%" for _, r in bases.iterrows()), (bases["styled"] <= 5).all())
     bases = table[table["role"] == "base"].sort_values("params")
-    checks.append({"seed": "all", "target": "few-shot recall rises with base size (means over seeds)",
-                   "measured": " < ".join(f"{r['fewshot_recall']:.1f}" for _, r in bases.iterrows()),
-                   "met": bool(all(b > a for a, b in zip(bases["fewshot_recall"], bases["fewshot_recall"].iloc[1:])))})
+    checks.append({"seed": "all", "target": DESCRIBED + "few-shot recall by base size, smallest first (means over seeds)",
+                   "measured": " / ".join(f"{r['model']} {r['fewshot_recall']:.1f}" for _, r in bases.iterrows()),
+                   "met": None})
     seconds = stage_wall_seconds([w.path for w in worlds])
     checks.append({"seed": "all", "target": f"stage wall time (all {len(worlds)} seeds) <= {time_budget_seconds:.0f} s",
                    "measured": f"{seconds:.0f} s (" + ", ".join(f"seed {w.seed}: {w.info['seconds']:.0f} s" for w in worlds) + ")",
