@@ -1,38 +1,58 @@
-"""The confirm run's pre-registration: its seeds are new, and the document states what the config runs."""
+"""The pre-registrations agree with the confirm params, and confirm seeds are new."""
 
 import re
 
+import pytest
 import yaml
 
 from imitlib.config import PROJECT_ROOT, load
 
-DOC = PROJECT_ROOT / "docs" / "PREREGISTRATION.md"
-CONFIRM = [PROJECT_ROOT / "params" / "default.yaml", PROJECT_ROOT / "params" / "confirm.yaml"]
 DESIGN_SEEDS = set(range(8))  # seeds built while the study was designed (0-2 default, 3-7 checks)
+# (pre-registration, confirm params): world v2 (the record built from 2094fc5), then world v3
+REGISTERED = {
+    "confirm": (PROJECT_ROOT / "docs" / "PREREGISTRATION.md", PROJECT_ROOT / "params" / "confirm.yaml"),
+    "confirm_v3": (PROJECT_ROOT / "docs" / "PREREGISTRATION_v3.md", PROJECT_ROOT / "params" / "confirm_v3.yaml"),
+}
 
 
-def _registered() -> dict:
-    block = re.search(r"```yaml\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
-    assert block, f"{DOC}: no yaml block with the registered claims and seeds"
+def _registered(doc) -> dict:
+    block = re.search(r"```yaml\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)
+    assert block, f"{doc}: no yaml block with the registered claims and seeds"
     return yaml.safe_load(block.group(1))
 
 
-def test_confirm_has_ten_new_seeds() -> None:
-    cfg = load(CONFIRM, check_files=False)
+def _config(params):
+    return load([PROJECT_ROOT / "params" / "default.yaml", params], check_files=False)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTERED))
+def test_confirm_has_ten_new_seeds(name) -> None:
+    cfg = _config(REGISTERED[name][1])
     seeds = list(cfg.run.seeds)
     assert len(seeds) >= 10 and len(set(seeds)) == len(seeds)
     assert not set(seeds) & DESIGN_SEEDS
-    others = [p for p in (PROJECT_ROOT / "params").glob("*.yaml") if p.name != "confirm.yaml"]
+    others = [p for p in (PROJECT_ROOT / "params").glob("*.yaml") if p != REGISTERED[name][1]]
     for path in others:
         used = ((yaml.safe_load(path.read_text()) or {}).get("run") or {}).get("seeds") or []
-        assert not set(seeds) & set(used), f"{path.name} also runs confirm seeds {sorted(set(seeds) & set(used))}"
-    assert cfg.run_name == "confirm"
+        assert not set(seeds) & set(used), f"{path.name} also runs {name} seeds {sorted(set(seeds) & set(used))}"
+    assert cfg.run_name == name
 
 
-def test_document_matches_the_config() -> None:
-    registered = _registered()
-    cfg = load(CONFIRM, check_files=False)
+@pytest.mark.parametrize("name", sorted(REGISTERED))
+def test_document_matches_the_config(name) -> None:
+    doc, params = REGISTERED[name]
+    registered = _registered(doc)
+    cfg = _config(params)
     assert registered["confirm_seeds"] == list(cfg.run.seeds)
     resolved = [p.model_dump() for p in cfg.analysis.primary_claims]
     assert registered["primary_claims"] == resolved
     assert cfg.analysis.seed_interval == "t" and cfg.analysis.confidence == 0.95
+
+
+def test_v3_registers_the_world_it_runs() -> None:
+    """The v3 document names the world's convergence procedure as the config resolves it."""
+    registered = _registered(REGISTERED["confirm_v3"][0])
+    world = _config(REGISTERED["confirm_v3"][1]).world
+    assert registered["world"] == {key: getattr(world, key) for key in registered["world"]}
+    assert set(registered["world"]) >= {"pretrain_tokens", "convergence_replicates", "convergence_max_gain",
+                                        "convergence_max_rounds", "convergence_replay_tokens"}
