@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from imitlib.config import load
-    from imitlib.study.world import load_world, make_sampler
+    from imitlib.study.world import load_world, make_sampler, recall_prompt_sets
     from imitlib.train.loop import train_causal_lm
     from imitlib.world import calibration as cal
     from imitlib.world.pretrain import pretrain_args, pretraining_examples
@@ -74,9 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         tokenizer = AutoTokenizer.from_pretrained(str(world.tokenizer_dir))
         tasks = {f: [json.loads(l) for l in (world.path / "tasks" / f"{f}.jsonl").read_text().splitlines()]
                  for f in ("qa",)}
-        eval_qa = [i for i in tasks["qa"] if i["split"] == "heldout"]
-        demo_qa = [i for i in tasks["qa"] if i["split"] == "imitation"]
-        prompts = cal.fewshot_prompts(eval_qa, demo_qa, settings.recall_shots, seed, tokenizer.bos_token)
+        prompts, _ = recall_prompt_sets(tasks["qa"], settings.recall_shots, seed, tokenizer.bos_token)
         for name, folder in world.base_models.items():
             base = AutoModelForCausalLM.from_pretrained(str(folder)).eval()
             before = cal.fewshot_recall(base, tokenizer, prompts)

@@ -79,10 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         kb = W.make_kb(settings, seed)  # in its built order: the same pretraining stream as the world's build
         tokenizer = AutoTokenizer.from_pretrained(str(path / "tokenizer"))
         qa = [json.loads(line) for line in (path / "tasks" / "qa.jsonl").read_text().splitlines()]
-        eval_qa = [i for i in qa if i["split"] == "heldout"]
-        demo_qa = [i for i in qa if i["split"] == "imitation"]
-        prompts = cal.fewshot_prompts(eval_qa, demo_qa, settings.recall_shots, seed, tokenizer.bos_token)
-        pool_prompts = cal.fewshot_prompts(demo_qa, demo_qa, settings.recall_shots, seed + 1, tokenizer.bos_token)
+        prompts, pool_prompts = W.recall_prompt_sets(qa, settings.recall_shots, seed, tokenizer.bos_token)
         sizes = [s for s in settings.base_models if args.bases is None or s.name in args.bases]
         if args.teacher:  # the teacher's size on its own (longer) pretraining stream
             sizes = [settings.teacher_model]
@@ -105,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
                            "rounds": summary["convergence_rounds"], "final_rows": summary["pretrain_rows"],
                            "recall": round(100 * cal.recall_share(recall), 2),
                            "first_recall": summary["convergence_probes"][0]["fewshot_recall"],
-                           "first_pool_gain": round(sum(summary["convergence_probes"][0]["pool_gains"]) / len(last["pool_gains"]), 2),
-                           "pool_gain": round(sum(last["pool_gains"]) / len(last["pool_gains"]), 2),
+                           "first_pool_gain": summary["convergence_probes"][0]["pool_gain"],
+                           "pool_gain": last["pool_gain"],
                            "evaluation_gain": round(sum(last["evaluation_gains"]) / len(last["evaluation_gains"]), 2),
                            "converged": last["converged"], "seconds": round(time.time() - clock, 1),
                            "torch_threads": torch.get_num_threads()}

@@ -189,6 +189,19 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
 
 
+def recall_prompt_sets(qa_items: list[dict[str, Any]], shots: int, seed: int,
+                       bos_token: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The few-shot recall prompts of a world: one per evaluation qa item, and one per imitation-pool
+    qa item (the pool's wordings of the same facts, which the convergence probe decides on);
+    demonstrations come from the pool, about other individuals."""
+    from imitlib.world import calibration as cal
+
+    eval_qa = [i for i in qa_items if i["split"] == "heldout"]
+    pool_qa = [i for i in qa_items if i["split"] == "imitation"]
+    return (cal.fewshot_prompts(eval_qa, pool_qa, shots, seed, bos_token),
+            cal.fewshot_prompts(pool_qa, pool_qa, shots, seed + 1, bos_token))
+
+
 def convergence_stream(round_: int, replicate: int) -> int:
     """Corpus stream of one replay-only continuation (round 0, replicate 0 is the one stream 3 of earlier worlds)."""
     return 3 + 100 * replicate + 1000 * round_
@@ -207,7 +220,8 @@ def _pretrain_until_converged(model, name: str, kb: KnowledgeBase, settings: Wor
     evaluation prompts, so stopping cannot select a base whose evaluation score happened to be high.
     An unconverged base is replaced by its first continuation (more pretraining on fresh tokens) and
     probed again, at most ``convergence_max_rounds`` times. Returns the final base, its evaluation
-    recall records, the final probe's per-continuation evaluation records, and a summary.
+    recall records, the final probe's per-continuation evaluation records, and a summary: calibration-row
+    fields plus ``convergence_probes`` (one record per round).
     """
     from imitlib.train.loop import train_causal_lm
     from imitlib.world import calibration as cal
@@ -218,9 +232,14 @@ def _pretrain_until_converged(model, name: str, kb: KnowledgeBase, settings: Wor
     model.eval()
     recall, pool = cal.fewshot_recall(model, tokenizer, prompts), cal.fewshot_recall(model, tokenizer, pool_prompts)
     if tokens < settings.seq_len:  # no probe configured
-        return model, recall, [], {"convergence_rounds": 0, "pretrain_rows": rows, "convergence_probes": []}
+        return model, recall, [], {"convergence_rounds": 0, "pretrain_rows": rows, "convergence_probes": rounds}
+
+    def mean_gain(afters: list[list[dict[str, Any]]], before: list[dict[str, Any]]) -> tuple[list[float], float]:
+        gains = [100 * (cal.recall_share(a) - cal.recall_share(before)) for a in afters]
+        return gains, sum(gains) / len(gains)
+
     for round_ in range(settings.convergence_max_rounds + 1):
-        continued, after, pool_after = [], [], []
+        first, after, pool_after = None, [], []
         for replicate in range(settings.convergence_replicates):
             replay = pretraining_examples(make_sampler(kb, settings, stream_seed=convergence_stream(round_, replicate)),
                                           tokenizer, tokens, settings.seq_len)
@@ -229,25 +248,32 @@ def _pretrain_until_converged(model, name: str, kb: KnowledgeBase, settings: Wor
             result.model.eval()
             after.append(cal.fewshot_recall(result.model, tokenizer, prompts))
             pool_after.append(cal.fewshot_recall(result.model, tokenizer, pool_prompts))
-            continued.append((result.model, losses_record(result), len(replay)) if replicate == 0 else None)
+            if replicate == 0:  # the extension, should this round call the base unconverged
+                first = (result.model, losses_record(result), len(replay))
             del result
-        gain = [100 * (cal.recall_share(a) - cal.recall_share(recall)) for a in after]
-        pool_gain = [100 * (cal.recall_share(a) - cal.recall_share(pool)) for a in pool_after]
-        converged = sum(pool_gain) / len(pool_gain) <= settings.convergence_max_gain
+        gains, gain = mean_gain(after, recall)
+        pool_gains, pool_gain = mean_gain(pool_after, pool)
+        converged = pool_gain <= settings.convergence_max_gain
         rounds.append({"round": round_, "pretrain_rows": rows, "fewshot_recall": round(100 * cal.recall_share(recall), 2),
                        "pool_recall": round(100 * cal.recall_share(pool), 2),
-                       "evaluation_gains": [round(g, 2) for g in gain], "pool_gains": [round(g, 2) for g in pool_gain],
-                       "converged": converged})
-        log(f"[01_world seed {seed}] {name} round {round_}: pool gain {sum(pool_gain) / len(pool_gain):+.1f}, "
-            f"evaluation gain {sum(gain) / len(gain):+.1f} pts ({'converged' if converged else 'not converged'})")
+                       "evaluation_gains": [round(g, 2) for g in gains], "pool_gains": [round(g, 2) for g in pool_gains],
+                       "pool_gain": round(pool_gain, 2), "converged": converged})
+        log(f"[01_world seed {seed}] {name} round {round_}: pool gain {pool_gain:+.1f}, "
+            f"evaluation gain {gain:+.1f} pts ({'converged' if converged else 'not converged'})")
         if converged or round_ == settings.convergence_max_rounds:
             break
-        model, record, extra_rows = continued[0]
+        model, record, extra_rows = first
         training[f"{name}-extension{round_ + 1}"] = {"kind": "pretrain", **record}
         rows += extra_rows
         recall, pool = after[0], pool_after[0]
-    return model, recall, after, {"convergence_rounds": len(rounds) - 1, "pretrain_rows": rows,
-                                  "replay_tokens": tokens, "convergence_probes": rounds}
+    final = rounds[-1]
+    summary = {"convergence_rounds": len(rounds) - 1, "pretrain_rows": rows, "replay_tokens": tokens,
+               "replay_gains": ",".join(f"{g:+.1f}" for g in final["evaluation_gains"]),
+               "pool_replay_gain": final["pool_gain"],
+               # mean over the final probe's continuations (the calibration table's recall after replay)
+               "fewshot_replay_correct": sum(sum(r["correct"] for r in rs) for rs in after) / len(after),
+               "convergence_probes": rounds}
+    return model, recall, after, summary
 
 
 def _build_into(work: Path, settings: WorldSettings, seed: int, progress: bool) -> dict[str, Any]:
@@ -299,15 +325,11 @@ def _build_into(work: Path, settings: WorldSettings, seed: int, progress: bool) 
     pretrain_rows = all_rows[:settings.pretrain_tokens // settings.seq_len]
     lap("pretraining data")
 
-    eval_qa = [i for i in tasks["qa"] if i["split"] == "heldout"]
-    demo_qa = [i for i in tasks["qa"] if i["split"] == "imitation"]
-    prompts = cal.fewshot_prompts(eval_qa, demo_qa, settings.recall_shots, seed, tokenizer.bos_token)
+    prompts, pool_prompts = recall_prompt_sets(tasks["qa"], settings.recall_shots, seed, tokenizer.bos_token)
     training: dict[str, Any] = {}
     params: dict[str, int] = {}
     models: dict[str, Any] = {}
     recalls: dict[str, list[dict[str, Any]]] = {}
-    replay_recalls: dict[str, list[dict[str, Any]]] = {}
-    pool_prompts = cal.fewshot_prompts(demo_qa, demo_qa, settings.recall_shots, seed + 1, tokenizer.bos_token)
     convergence: dict[str, dict[str, Any]] = {}
     for size in settings.base_models:
         model = make_model(size, tokenizer, seed)
@@ -315,7 +337,7 @@ def _build_into(work: Path, settings: WorldSettings, seed: int, progress: bool) 
                                  desc=f"pretrain {size.name}")
         training[size.name] = {"kind": "pretrain", **losses_record(result)}
         lap(f"pretrain {size.name}")
-        model, recalls[size.name], replay_recalls[size.name], convergence[size.name] = _pretrain_until_converged(
+        model, recalls[size.name], _, convergence[size.name] = _pretrain_until_converged(
             result.model, size.name, kb, settings, tokenizer, seed, prompts, pool_prompts, len(pretrain_rows),
             training, progress)
         params[size.name] = count_parameters(model)
@@ -373,14 +395,8 @@ def _build_into(work: Path, settings: WorldSettings, seed: int, progress: bool) 
                           "tuning_max_phrase": tuning_style["max_phrase"],
                           "tuning_max_phrase_share": round(tuning_style["max_phrase_share"], 4),
                           "tuning_max_marker_share": round(max(tuning_style["markers"].values()), 4)})
-        elif name in replay_recalls:
+        elif name in convergence:
             extra.update({k: v for k, v in convergence[name].items() if k != "convergence_probes"})
-            final = (convergence[name]["convergence_probes"] or [{}])[-1]
-            extra["replay_gains"] = ",".join(f"{g:+.1f}" for g in final.get("evaluation_gains", []))
-            extra["pool_replay_gain"] = (round(sum(final["pool_gains"]) / len(final["pool_gains"]), 2)
-                                         if final.get("pool_gains") else None)
-            if replay_recalls[name]:  # mean over the final probe's continuations
-                extra["fewshot_replay_correct"] = sum(sum(r["correct"] for r in rs) for rs in replay_recalls[name]) / len(replay_recalls[name])
         role = TEACHER if name == TEACHER else "base"
         rows.append({"seed": seed, **cal.summarise(role, name, params[name], recall, chat, **extra)})
         per_question[name] = {"fewshot": recall, "chat": chat}

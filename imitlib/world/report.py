@@ -232,16 +232,15 @@ def calibration_checks(table: pd.DataFrame, worlds: list[World], time_budget_sec
             f"{rows_teacher} rows vs {rows_base} rows of the same stream"
             + (" (the longest-pretrained base, extensions included)" if base_rows else ""),
             bool(rows_base and rows_teacher and rows_teacher > rows_base))
-        max_gain = float(getattr(world.settings, "convergence_max_gain", 5.0))
-        replicates = int(getattr(world.settings, "convergence_replicates", 1))
+        max_gain, replicates = world.settings.convergence_max_gain, world.settings.convergence_replicates
 
         def gain_text(r: pd.Series) -> str:
-            extended = r.get("convergence_rounds")
-            note = (f"; {r['replay_gains']}" if isinstance(r.get("replay_gains"), str) and "," in r["replay_gains"] else "")
+            extended = r["convergence_rounds"]
+            note = f"; {r['replay_gains']}" if isinstance(r["replay_gains"], str) and "," in r["replay_gains"] else ""
             if pd.notna(extended) and extended:
                 note += f"; pretrained {int(extended)} round(s) longer"
-            pool = r.get("pool_replay_gain")
-            if pool is not None and pd.notna(pool):
+            pool = r["pool_replay_gain"]
+            if pd.notna(pool):
                 note += f"; pool wordings {pool:+.1f}"
             return f"{r['model']} {r['fewshot_recall']:.1f} -> {r['fewshot_after_replay']:.1f} ({r['replay_gain']:+.1f}{note})"
 
@@ -250,7 +249,7 @@ def calibration_checks(table: pd.DataFrame, worlds: list[World], time_budget_sec
             "; ".join(gain_text(r) for _, r in bases.iterrows()),
             all(pd.notna(g) and g <= max_gain for g in bases["replay_gain"])
             # the probe that decides when pretraining stops must agree (absent in worlds built before it)
-            and all(pd.isna(p) or p <= max_gain for p in bases.get("pool_replay_gain", pd.Series(dtype=float))))
+            and all(pd.isna(p) or p <= max_gain for p in bases["pool_replay_gain"]))
         # described, not a target: it is what claim C3 tests, so requiring it would build C3's verdict into the world
         checks.append({"seed": world.seed, "target": DESCRIBED + "few-shot recall, largest base vs smallest base",
                        "measured": f"{smallest['model']} {smallest['fewshot_recall']:.1f}% vs {largest['model']} "
