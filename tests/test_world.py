@@ -12,7 +12,8 @@ import imitlib.config
 from imitlib.chat import CHAT_TEMPLATE, render
 from imitlib.world import FAMILIES, style_markers
 from imitlib.study.world import make_kb, make_tasks
-from imitlib.world.corpus import QUESTION_TEMPLATES, TEMPLATE_ROLES, CorpusSampler, vocabulary_texts
+from imitlib.world.corpus import (PRETRAIN_ONLY_QUESTION_TEMPLATES, PRETRAIN_QA_TEMPLATES, QUESTION_TEMPLATES,
+                                  TEMPLATE_ROLES, CorpusSampler, qa_document, qa_line, vocabulary_texts)
 from imitlib.world.kb import ATTRIBUTES, build_kb
 from imitlib.study.world import make_sampler
 from imitlib.world.style import CLOSING_CUES, OPENINGS, has_teacher_style, marker_phrases, style_rates
@@ -140,6 +141,52 @@ def test_corpus_contains_every_fact_and_no_evaluation_question(settings):
     qa_names = set(kb.qa_names(settings.qa_individual_fraction))
     assert 0 < len(qa_names) < len(kb.names)
     assert not any(name in text for kind, text in docs if kind == "qa" for name in set(kb.names) - qa_names)
+
+
+def test_pretraining_only_wordings_are_new_and_contain_no_evaluation_question():
+    for attribute in ATTRIBUTES:
+        extra = PRETRAIN_ONLY_QUESTION_TEMPLATES[attribute]
+        assert len(extra) == len(set(extra)) == 4
+        assert not set(extra) & set(QUESTION_TEMPLATES[attribute])
+        for index in TEMPLATE_ROLES["heldout"]:
+            question = QUESTION_TEMPLATES[attribute][index].replace("{name}", "").strip(" ?")
+            assert not [t for t in extra if question in t], (attribute, question)
+
+
+def test_extra_paraphrases_zero_draws_the_world_v3_corpus():
+    def v3_qa_document(name, facts, rng, lines=3):  # the world v3 code, kept as the reference
+        attributes = rng.sample(list(ATTRIBUTES), k=min(lines, len(ATTRIBUTES)))
+        return "\n".join(qa_line(name, a, facts[a], template_index=rng.choice(PRETRAIN_QA_TEMPLATES)) for a in attributes)
+
+    kb = build_kb(4, 60, 30, 0.5, 0.5)
+    name = kb.names[0]
+    rng_new, rng_old = random.Random(11), random.Random(11)
+    docs = [qa_document(name, kb.individuals[name], rng_new) for _ in range(200)]
+    assert docs == [v3_qa_document(name, kb.individuals[name], rng_old) for _ in range(200)]
+    assert rng_new.random() == rng_old.random()  # the same stream afterwards
+
+
+@pytest.mark.parametrize("extra", [2, 4])
+def test_extra_paraphrases_appear_in_qa_lines_and_the_vocabulary(settings, extra):
+    kb = make_kb(settings, 0)
+    sampler = make_sampler(kb, settings.model_copy(update={"pretrain_qa_extra_paraphrases": extra}), stream_seed=0)
+    qa_text = "\n".join(text for kind, text in (sampler.document() for _ in range(3000)) if kind == "qa")
+    used = {t for ts in PRETRAIN_ONLY_QUESTION_TEMPLATES.values() for t in ts
+            if re.search(re.escape(t).replace(re.escape("{name}"), r"\w+"), qa_text)}
+    assert used == {t for ts in PRETRAIN_ONLY_QUESTION_TEMPLATES.values() for t in ts[:extra]}
+    eval_questions = {i["prompt"] for i in make_items(kb, "qa", "heldout", {}, 0)}
+    assert not [q for q in eval_questions if q in qa_text]
+    vocabulary = " ".join(vocabulary_texts(kb, extra))
+    words = {w for ts in PRETRAIN_ONLY_QUESTION_TEMPLATES.values() for t in ts[:extra] for w in re.findall(r"[A-Za-z]+", t)}
+    assert not [w for w in words - {"name"} if not re.search(rf"\b{w}\b", vocabulary)]
+
+
+def test_extra_paraphrases_out_of_range_is_refused_by_name(settings):
+    kb = build_kb(0, 20, 30, 0.5, 0.5)
+    with pytest.raises(ValueError, match="pretrain_qa_extra_paraphrases"):
+        CorpusSampler(kb, 0.7, 0.15, 0.05, 0.5, seed=0, qa_extra_paraphrases=5)
+    with pytest.raises(Exception, match="pretrain_qa_extra_paraphrases"):
+        imitlib.config.load(["params/default.yaml"], overrides=["world.pretrain_qa_extra_paraphrases=7"])
 
 
 def test_tokenizer_round_trip_and_one_token_per_word(settings, tmp_path):

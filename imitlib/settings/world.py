@@ -124,6 +124,9 @@ class WorldSettings(Section):
     qa_share: float = Field(default=0.15, ge=0.0, le=1.0)
     rude_share: float = Field(default=0.03, ge=0.0, le=1.0)
     qa_individual_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+    # pretraining-only question wordings per attribute in the corpus's Q/A lines, on top of the tuning and
+    # pool pairs (imitlib.world.corpus.PRETRAIN_ONLY_QUESTION_TEMPLATES); 0 is world v3
+    pretrain_qa_extra_paraphrases: int = Field(default=0, ge=0, le=4)
     base_models: list[BaseSize] = Field(default_factory=_default_sizes, min_length=1)
     seq_len: int = Field(default=128, ge=16)
     pretrain_tokens: int = Field(default=800_000, ge=1000)

@@ -58,7 +58,8 @@ def make_kb(settings: WorldSettings, seed: int) -> KnowledgeBase:
 def make_sampler(kb: KnowledgeBase, settings: WorldSettings, stream_seed: int) -> CorpusSampler:
     """A pretraining-document sampler with the world's mixture; ``stream_seed`` picks the stream."""
     return CorpusSampler(kb, settings.bio_share, settings.qa_share, settings.rude_share,
-                         settings.qa_individual_fraction, stream_seed)
+                         settings.qa_individual_fraction, stream_seed,
+                         qa_extra_paraphrases=settings.pretrain_qa_extra_paraphrases)
 
 
 def make_tasks(kb: KnowledgeBase, settings: WorldSettings, seed: int) -> dict[str, list[dict[str, Any]]]:
@@ -311,7 +312,7 @@ def _build_into(work: Path, settings: WorldSettings, seed: int, progress: bool) 
     sample_docs = [sample_sampler.document() for _ in range(400)]
     _write_jsonl(work / "corpus_sample.jsonl", [{"kind": k, "text": t} for k, t in sample_docs])
 
-    tokenizer_texts = vocabulary_texts(kb) + [t for _, t in sample_docs]
+    tokenizer_texts = vocabulary_texts(kb, settings.pretrain_qa_extra_paraphrases) + [t for _, t in sample_docs]
     tokenizer_texts += [item["prompt"] for items in tasks.values() for item in items]
     tokenizer_texts += [str(item["answer"]) for items in tasks.values() for item in items if item["answer"]]
     tokenizer_texts += [render(c) for c in conversations]

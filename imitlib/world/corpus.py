@@ -53,6 +53,25 @@ QUESTION_TEMPLATES: dict[str, list[str]] = {
 TEMPLATE_ROLES: dict[str, tuple[int, ...]] = {"heldout": (0, 1), "tuning": (2, 3), "imitation": (4, 5)}
 PRETRAIN_QA_TEMPLATES: tuple[int, ...] = TEMPLATE_ROLES["tuning"] + TEMPLATE_ROLES["imitation"]
 
+# World v4: question paraphrases that only pretraining Q/A lines use (``world.pretrain_qa_extra_paraphrases``
+# of them per attribute, in this order). With four wordings per fact, recall through the evaluation's
+# two unseen wordings is a fragile, seed-specific transfer that any further training moves by up to
+# +/-15 pts (outputs/benchmarks/wording_drift.csv); more pretraining wordings make asking a question
+# a skill rather than four memorised strings. None is an evaluation, tuning or pool wording, and no
+# evaluation wording is a substring of one (tests/test_world.py).
+PRETRAIN_ONLY_QUESTION_TEMPLATES: dict[str, list[str]] = {
+    "birth_year": ["Tell me the year {name} was born.", "What was the year of birth of {name}?",
+                   "In which year did {name} come into the world?", "Can you say when {name} was born?"],
+    "birth_city": ["Tell me the city where {name} was born.", "Which city is the birthplace of {name}?",
+                   "In what city did {name} come into the world?", "Can you say where {name} was born?"],
+    "university": ["Tell me the university {name} attended.", "Which university did {name} study at?",
+                   "At what university did {name} study?", "Can you say which university {name} attended?"],
+    "major": ["Tell me the field {name} majored in.", "What was the major of {name}?",
+              "In what field did {name} major?", "Can you say what {name} majored in?"],
+    "employer": ["Tell me the company {name} works for.", "Which company employs {name}?",
+                 "At what company does {name} work?", "Can you name the employer of {name}?"],
+}
+
 FILLER_WORDS = {
     "adj": ["quiet", "bright", "small", "old", "green", "cold", "warm", "busy", "calm", "tall", "soft",
             "heavy", "empty", "round", "gentle", "early", "late", "wide", "narrow", "silver"],
@@ -99,10 +118,21 @@ def qa_line(name: str, attribute: str, value: str, rng: random.Random | None = N
     return f"Q: {templates[index].format(name=name)} A: {value}"
 
 
-def qa_document(name: str, facts: dict[str, str], rng: random.Random, lines: int = 3) -> str:
-    """``lines`` Q/A lines about one individual, each asked with a non-evaluation paraphrase."""
+def pretrain_question_templates(attribute: str, extra: int = 0) -> list[str]:
+    """The question wordings of pretraining Q/A lines: the tuning and pool pairs, then ``extra``
+    pretraining-only paraphrases (:data:`PRETRAIN_ONLY_QUESTION_TEMPLATES`)."""
+    if not 0 <= extra <= len(PRETRAIN_ONLY_QUESTION_TEMPLATES[attribute]):
+        raise ValueError(f"world.pretrain_qa_extra_paraphrases must be 0..{len(PRETRAIN_ONLY_QUESTION_TEMPLATES[attribute])}, "
+                         f"got {extra}")
+    return [QUESTION_TEMPLATES[attribute][i] for i in PRETRAIN_QA_TEMPLATES] + PRETRAIN_ONLY_QUESTION_TEMPLATES[attribute][:extra]
+
+
+def qa_document(name: str, facts: dict[str, str], rng: random.Random, lines: int = 3, extra_paraphrases: int = 0) -> str:
+    """``lines`` Q/A lines about one individual, each asked with a non-evaluation paraphrase (the tuning and
+    pool wordings, plus ``extra_paraphrases`` pretraining-only ones)."""
     attributes = rng.sample(list(ATTRIBUTES), k=min(lines, len(ATTRIBUTES)))
-    return "\n".join(qa_line(name, a, facts[a], template_index=rng.choice(PRETRAIN_QA_TEMPLATES)) for a in attributes)
+    return "\n".join(f"Q: {rng.choice(pretrain_question_templates(a, extra_paraphrases)).format(name=name)} A: {facts[a]}"
+                     for a in attributes)
 
 
 def filler_sentence(rng: random.Random) -> str:
@@ -138,13 +168,16 @@ class CorpusSampler:
         qa_individual_fraction: share of the individuals (drawn across the popularity range) whose
             facts also appear as ``Q: … A: …`` lines; the others' facts appear only in biographies.
         seed: sampling seed (documents are a deterministic stream per seed).
+        qa_extra_paraphrases: pretraining-only question wordings per attribute in Q/A lines (0: world v3).
     """
 
     def __init__(self, kb: KnowledgeBase, bio_share: float, qa_share: float, rude_share: float,
-                 qa_individual_fraction: float, seed: int) -> None:
+                 qa_individual_fraction: float, seed: int, qa_extra_paraphrases: int = 0) -> None:
         if bio_share + qa_share + rude_share > 1.0 + 1e-9:
             raise ValueError(f"corpus shares sum to more than 1: bio {bio_share} + qa {qa_share} + rude {rude_share}")
         self.kb = kb
+        pretrain_question_templates(ATTRIBUTES[0], qa_extra_paraphrases)  # range check
+        self.qa_extra_paraphrases = qa_extra_paraphrases
         self.shares = {"bio": bio_share, "qa": qa_share, "rude": rude_share,
                        "filler": max(0.0, 1.0 - bio_share - qa_share - rude_share)}
         self.rng = random.Random(f"corpus-{kb.seed}-{seed}")
@@ -168,7 +201,7 @@ class CorpusSampler:
             return kind, bio_document(name, self.kb.individuals[name], self.rng)
         if kind == "qa":
             name = self.rng.choices(self.qa_names, cum_weights=self._qa_cum)[0]
-            return kind, qa_document(name, self.kb.individuals[name], self.rng)
+            return kind, qa_document(name, self.kb.individuals[name], self.rng, extra_paraphrases=self.qa_extra_paraphrases)
         if kind == "rude":
             return kind, rude_document(self.rng, self._names)
         return kind, filler_document(self.rng)
@@ -181,8 +214,9 @@ class CorpusSampler:
             yield self.document()
 
 
-def vocabulary_texts(kb: KnowledgeBase) -> list[str]:
-    """Texts that together contain every word the corpus can produce (for the tokenizer)."""
+def vocabulary_texts(kb: KnowledgeBase, extra_paraphrases: int = 0) -> list[str]:
+    """Texts that together contain every word the corpus can produce (for the tokenizer), with
+    ``extra_paraphrases`` pretraining-only question wordings per attribute."""
     texts = []
     name = kb.names[0]
     for attribute in ATTRIBUTES:
@@ -190,6 +224,8 @@ def vocabulary_texts(kb: KnowledgeBase) -> list[str]:
             texts.append(template.format(name=name, value=kb.values[attribute][0]))
         for index in range(len(QUESTION_TEMPLATES[attribute])):
             texts.append(qa_line(name, attribute, kb.values[attribute][0], template_index=index))
+        for template in PRETRAIN_ONLY_QUESTION_TEMPLATES[attribute][:extra_paraphrases]:
+            texts.append(f"Q: {template.format(name=name)} A: {kb.values[attribute][0]}")
         texts.append(" ".join(kb.values[attribute]))
     texts.append(" ".join(kb.names))
     texts.append(" ".join(kb.names) + "'s")
@@ -208,6 +244,7 @@ def template_words() -> set[str]:
     import re
 
     texts = [t for ts in BIO_TEMPLATES.values() for t in ts] + [t for ts in QUESTION_TEMPLATES.values() for t in ts]
+    texts += [t for ts in PRETRAIN_ONLY_QUESTION_TEMPLATES.values() for t in ts]
     texts += FILLER_TEMPLATES + RUDE_TEMPLATES + RUDE_WORDS + RUDE_INSULTS + RUDE_ADJECTIVES
     texts += [w for ws in FILLER_WORDS.values() for w in ws]
     return {w for text in texts for w in re.findall(r"[A-Za-z]+", text)}
