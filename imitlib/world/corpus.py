@@ -10,6 +10,7 @@ filler, and a small share of rude text so that toxicity can be measured later.
 
 from __future__ import annotations
 
+import functools
 import random
 from itertools import accumulate
 from typing import Iterator
@@ -116,24 +117,31 @@ def qa_line(name: str, attribute: str, value: str, rng: random.Random | None = N
     """``Q: <question> A: <value>`` with a random (or given) question template."""
     templates = QUESTION_TEMPLATES[attribute]
     index = template_index if template_index is not None else (rng or random).randrange(len(templates))
-    return f"Q: {templates[index].format(name=name)} A: {value}"
+    return qa_text(templates[index], name, value)
 
 
-def pretrain_question_templates(attribute: str, extra: int = 0) -> list[str]:
+def qa_text(template: str, name: str, value: str) -> str:
+    """One ``Q: <question> A: <value>`` line from a question template."""
+    return f"Q: {template.format(name=name)} A: {value}"
+
+
+@functools.cache
+def pretrain_question_templates(attribute: str, extra: int = 0) -> tuple[str, ...]:
     """The question wordings of pretraining Q/A lines: the tuning and pool pairs, then ``extra``
-    pretraining-only paraphrases (:data:`PRETRAIN_ONLY_QUESTION_TEMPLATES`)."""
+    pretraining-only paraphrases (:data:`PRETRAIN_ONLY_QUESTION_TEMPLATES`). Cached: every Q/A line asks it."""
     if not 0 <= extra <= len(PRETRAIN_ONLY_QUESTION_TEMPLATES[attribute]):
         raise ValueError(f"world.pretrain_qa_extra_paraphrases must be 0..{len(PRETRAIN_ONLY_QUESTION_TEMPLATES[attribute])}, "
                          f"got {extra}")
-    return [QUESTION_TEMPLATES[attribute][i] for i in PRETRAIN_QA_TEMPLATES] + PRETRAIN_ONLY_QUESTION_TEMPLATES[attribute][:extra]
+    return (tuple(QUESTION_TEMPLATES[attribute][i] for i in PRETRAIN_QA_TEMPLATES)
+            + tuple(PRETRAIN_ONLY_QUESTION_TEMPLATES[attribute][:extra]))
 
 
 def qa_document(name: str, facts: dict[str, str], rng: random.Random, lines: int = 3, extra_paraphrases: int = 0) -> str:
     """``lines`` Q/A lines about one individual, each asked with a non-evaluation paraphrase (the tuning and
     pool wordings, plus ``extra_paraphrases`` pretraining-only ones)."""
     attributes = rng.sample(list(ATTRIBUTES), k=min(lines, len(ATTRIBUTES)))
-    return "\n".join(f"Q: {rng.choice(pretrain_question_templates(a, extra_paraphrases)).format(name=name)} A: {facts[a]}"
-                     for a in attributes)
+    return "\n".join(qa_text(rng.choice(pretrain_question_templates(a, extra_paraphrases)), name, facts[a])
+                      for a in attributes)
 
 
 def filler_sentence(rng: random.Random) -> str:
@@ -226,7 +234,7 @@ def vocabulary_texts(kb: KnowledgeBase, extra_paraphrases: int = 0) -> list[str]
         for index in range(len(QUESTION_TEMPLATES[attribute])):
             texts.append(qa_line(name, attribute, kb.values[attribute][0], template_index=index))
         for template in PRETRAIN_ONLY_QUESTION_TEMPLATES[attribute][:extra_paraphrases]:
-            texts.append(f"Q: {template.format(name=name)} A: {kb.values[attribute][0]}")
+            texts.append(qa_text(template, name, kb.values[attribute][0]))
         texts.append(" ".join(kb.values[attribute]))
     texts.append(" ".join(kb.names))
     texts.append(" ".join(kb.names) + "'s")
