@@ -20,6 +20,7 @@ completed stages (a missing one is an error that names the notebook to run).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -73,10 +74,17 @@ def imitation_data(cfg: Config) -> dict[int, ImitationData]:
 
 def sweeps(cfg: Config) -> pd.DataFrame:
     """``03_train`` for every seed (world and imitation data handed in); the table of every run, also
-    saved as ``<tables_dir>/03_train_runs.csv``."""
+    saved as ``<tables_dir>/03_train_runs.csv`` with ``model_dir`` relative to the run folder (so the
+    committed table does not carry the path of the machine that built it)."""
     table = pd.concat(for_seeds(_build_sweep, cfg, desc="03_train seeds", done=_done("03_train")), ignore_index=True)
+    run_dir = cfg.run_dir.resolve()
+
+    def relative(path: str) -> str:
+        p = Path(path).resolve()
+        return p.relative_to(run_dir).as_posix() if p.is_relative_to(run_dir) else str(path)
+
     with atomic_path(cfg.tables_dir / "03_train_runs.csv") as tmp:
-        table.to_csv(tmp, index=False)
+        table.assign(model_dir=[relative(p) for p in table["model_dir"]]).to_csv(tmp, index=False)
     return table
 
 

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
@@ -71,6 +72,11 @@ def test_notebook_runs_on_smoke_params(path: Path, smoke_root: Path) -> None:
     for pattern in expected:
         matches = [m for m in cfg.run_dir.glob(pattern) if m.is_file() and m.stat().st_size > 0]
         assert matches, f"{path.stem} wrote nothing matching {pattern} under {cfg.run_dir}"
+    if path.stem == "03_train":
+        # the saved run table names each model folder relative to the run folder, not by this machine's path
+        dirs = pd.read_csv(cfg.run_dir / "tables" / "03_train_runs.csv")["model_dir"]
+        assert len(dirs) and not any(Path(d).is_absolute() for d in dirs), list(dirs)[:3]
+        assert all((cfg.run_dir / d).is_dir() for d in dirs)
 
 
 def test_notebooks_folder_is_the_study() -> None:

@@ -54,12 +54,13 @@ QUESTION_TEMPLATES: dict[str, list[str]] = {
 TEMPLATE_ROLES: dict[str, tuple[int, ...]] = {"heldout": (0, 1), "tuning": (2, 3), "imitation": (4, 5)}
 PRETRAIN_QA_TEMPLATES: tuple[int, ...] = TEMPLATE_ROLES["tuning"] + TEMPLATE_ROLES["imitation"]
 
-# World v4: question paraphrases that only pretraining Q/A lines use (``world.pretrain_qa_extra_paraphrases``
+# Optional (not used by world v3): question paraphrases that only pretraining Q/A lines use (``world.pretrain_qa_extra_paraphrases``
 # of them per attribute, in this order). With four wordings per fact, recall through the evaluation's
 # two unseen wordings is a fragile, seed-specific transfer that further training moves by up to
 # +/-15 pts (world v3 confirm checks, outputs/confirm_v3/tables/01_world_checks.csv); more pretraining
-# wordings are meant to make asking a question a skill rather than four memorised strings (untested:
-# the design-seed comparison has not been run). None is an evaluation, tuning or pool wording, and no
+# wordings were meant to make asking a question a skill rather than four memorised strings. Measured on
+# design seeds 3-8 (benchmarks/wording_drift.py): at 4 the convergence target is still missed in 3 of 6
+# seeds, as at 0, so the default stays 0 (world v3). None is an evaluation, tuning or pool wording, and no
 # evaluation wording is a substring of one (tests/test_world.py).
 PRETRAIN_ONLY_QUESTION_TEMPLATES: dict[str, list[str]] = {
     "birth_year": ["Tell me the year {name} was born.", "What was the year of birth of {name}?",
