@@ -17,7 +17,8 @@ then::
     python benchmarks/wording_drift.py extra=0:outputs/wd0 extra=4:outputs/wd4
 
 Writes ``<results-dir>/wording_drift.csv`` (one row per setting x seed x base) and prints, per
-setting, how many seeds meet the convergence target (every base's mean replay gain <= the target)
+setting, how many seeds meet the convergence target (as ``tables/01_world_checks.csv`` judges it: every
+base's mean replay gain on both the evaluation and the pool wordings <= ``world.convergence_max_gain``)
 and the teacher-margin target (teacher chat accuracy >= every base's few-shot recall + the margin).
 """
 
@@ -30,6 +31,11 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from imitlib.config import load  # noqa: E402
+from imitlib.stages import atomic_path  # noqa: E402
+
 TABLE = Path("tables") / "01_world_calibration_by_seed.csv"
 
 
@@ -65,7 +71,9 @@ def per_base_rows(label: str, table: pd.DataFrame, convergence_target: float, ma
                     "replay_gains": b.get("replay_gains"),
                     "convergence_rounds": b.get("convergence_rounds"),
                     "pretrain_rows": b.get("pretrain_rows"),
-                    "base_converged": float(b.replay_gain) <= convergence_target,
+                    # the world's own rule (imitlib.world.report): both wordings within the target
+                    "base_converged": float(b.replay_gain) <= convergence_target
+                    and (pd.isna(b.pool_replay_gain) or float(b.pool_replay_gain) <= convergence_target),
                     "teacher_chat_accuracy": teacher_acc,
                     "teacher_margin": round(margin, 1),
                     "teacher_margin_met": margin >= margin_target,
@@ -77,7 +85,8 @@ def per_base_rows(label: str, table: pd.DataFrame, convergence_target: float, ma
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("settings", nargs="+", help="LABEL:RUN_DIR pairs, e.g. extra=4:outputs/wd4")
-    ap.add_argument("--convergence-target", type=float, default=5.0, help="max mean replay gain, pts (the world's target)")
+    ap.add_argument("--convergence-target", type=float, default=load(["params/default.yaml"]).world.convergence_max_gain,
+                    help="max mean replay gain, pts (default: the world's world.convergence_max_gain)")
     ap.add_argument("--margin-target", type=float, default=20.0, help="teacher margin over the best base, pts")
     ap.add_argument("--results-dir", type=Path, default=ROOT / "outputs" / "benchmarks")
     args = ap.parse_args(argv)
@@ -89,11 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"setting {spec!r}: expected LABEL:RUN_DIR")
         rows += per_base_rows(label, load_setting(label, Path(run_dir)), args.convergence_target, args.margin_target)
     out = pd.DataFrame(rows)
-    args.results_dir.mkdir(parents=True, exist_ok=True)
     dest = args.results_dir / "wording_drift.csv"
-    tmp = dest.with_suffix(".csv.tmp")
-    out.to_csv(tmp, index=False)
-    tmp.replace(dest)
+    with atomic_path(dest) as tmp:
+        out.to_csv(tmp, index=False)
 
     for label, s in out.groupby("setting", sort=False):
         by_seed = s.groupby("seed").agg(
