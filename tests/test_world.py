@@ -280,3 +280,25 @@ def test_kb_rejects_bad_settings():
         build_kb(0, 10, 500, 0.5, 0.5)
     with pytest.raises(ValueError, match="tuning_fraction"):
         build_kb(0, 10, 10, 1.5, 0.5)
+
+
+def test_pretraining_rows_carry_no_padding_after_a_batched_generation(settings, tmp_path):
+    """Replay rows built after generation (the convergence probe, the teacher's replay) are the rows a
+    fresh tokenizer gives: a padded batch call must not leave its padding in the corpus stream."""
+    from transformers import AutoTokenizer
+
+    from imitlib.generation import generate_texts
+    from imitlib.world.pretrain import make_model, pretraining_examples
+
+    kb = make_kb(settings, 0)
+    train_tokenizer(vocabulary_texts(kb) + make_sampler(kb, settings, stream_seed=1).documents(300)).save_pretrained(str(tmp_path))
+    fresh, used = AutoTokenizer.from_pretrained(str(tmp_path)), AutoTokenizer.from_pretrained(str(tmp_path))
+    expected = pretraining_examples(make_sampler(kb, settings, stream_seed=3), fresh, 4096, settings.seq_len)
+    model = make_model(settings.base_models[0], used, 0).eval()
+    generate_texts(model, used, ["Q: Who employs", "Q: Where was " + kb.names[0] + " born? A:"], max_new_tokens=2)
+    rows = pretraining_examples(make_sampler(kb, settings, stream_seed=3), used, 4096, settings.seq_len)
+    assert rows == expected
+    ids = [i for row in rows for i in row["input_ids"]]
+    assert used.pad_token_id not in ids
+    first = make_sampler(kb, settings, stream_seed=3).documents(1)[0]
+    assert decode_exact(used, ids[1:ids.index(used.eos_token_id)]) == first

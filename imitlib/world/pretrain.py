@@ -39,7 +39,9 @@ def pretraining_examples(sampler: CorpusSampler, tokenizer, tokens: int, seq_len
     stream: list[int] = []
     while len(stream) < tokens:
         batch = sampler.documents(256)
-        for ids in (e.ids for e in tokenizer.backend_tokenizer.encode_batch(batch, add_special_tokens=False)):
+        # the tokenizer's own call, unpadded: encoding through ``backend_tokenizer`` directly would keep the
+        # padding a batched generation call left switched on, and fill the stream with pad tokens
+        for ids in tokenizer(batch, add_special_tokens=False, padding=False, truncation=False)["input_ids"]:
             stream.append(bos)
             stream.extend(ids)
             stream.append(eos)
