@@ -5,7 +5,12 @@ held-out pool wordings moved by at most 6 pts: replay-only continuations shift r
 *evaluation* wordings by up to +-15 pts, i.e. the bases had learned the facts but not how to answer
 the evaluation's phrasing stably. ``world.pretrain_qa_extra_paraphrases`` adds up to 4 more
 pretraining-only wordings per attribute (disjoint from every evaluation, tuning and pool wording).
-This script compares worlds built with different settings of that knob, seed by seed.
+This script compares worlds built with different settings of that knob, seed by seed, or any two
+builds of the same seeds (``--out`` names the table).
+
+The comparison in ``outputs/benchmarks/wording_drift.csv`` was built before 825a4fb, when the
+convergence probe's replay rows were a quarter pad tokens; the drift it measured came from that
+(``outputs/benchmarks/replay_fix.csv`` compares the same seeds before and after the fix).
 
 Build the worlds first, on design seeds only (never confirmatory seeds), e.g.::
 
@@ -89,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="max mean replay gain, pts (default: the world's world.convergence_max_gain)")
     ap.add_argument("--margin-target", type=float, default=20.0, help="teacher margin over the best base, pts")
     ap.add_argument("--results-dir", type=Path, default=ROOT / "outputs" / "benchmarks")
+    ap.add_argument("--out", default="wording_drift.csv", help="file name of the table in --results-dir")
     args = ap.parse_args(argv)
 
     rows: list[dict] = []
@@ -98,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"setting {spec!r}: expected LABEL:RUN_DIR")
         rows += per_base_rows(label, load_setting(label, Path(run_dir)), args.convergence_target, args.margin_target)
     out = pd.DataFrame(rows)
-    dest = args.results_dir / "wording_drift.csv"
+    dest = args.results_dir / args.out
     with atomic_path(dest) as tmp:
         out.to_csv(tmp, index=False)
 

@@ -7,11 +7,12 @@ import yaml
 
 from imitlib.config import PROJECT_ROOT, load
 
-DESIGN_SEEDS = set(range(8))  # seeds built while the study was designed (0-2 default, 3-7 checks)
+DESIGN_SEEDS = set(range(9))  # seeds built while the study was designed (0-2 default, 3-8 checks)
 # (pre-registration, confirm params): world v2 (the record built from 2094fc5), then world v3
 REGISTERED = {
     "confirm": (PROJECT_ROOT / "docs" / "PREREGISTRATION.md", PROJECT_ROOT / "params" / "confirm.yaml"),
     "confirm_v3": (PROJECT_ROOT / "docs" / "PREREGISTRATION_v3.md", PROJECT_ROOT / "params" / "confirm_v3.yaml"),
+    "confirm_v4": (PROJECT_ROOT / "docs" / "PREREGISTRATION_v4.md", PROJECT_ROOT / "params" / "confirm_v4.yaml"),
 }
 
 
@@ -49,10 +50,11 @@ def test_document_matches_the_config(name) -> None:
     assert cfg.analysis.seed_interval == "t" and cfg.analysis.confidence == 0.95
 
 
-def test_v3_registers_the_world_it_runs() -> None:
-    """The v3 document names the world's convergence procedure as the config resolves it."""
-    registered = _registered(REGISTERED["confirm_v3"][0])
-    world = _config(REGISTERED["confirm_v3"][1]).world
+@pytest.mark.parametrize("name", ["confirm_v3", "confirm_v4"])
+def test_registers_the_world_it_runs(name) -> None:
+    """The document names the world's convergence procedure as the config resolves it."""
+    registered = _registered(REGISTERED[name][0])
+    world = _config(REGISTERED[name][1]).world
     assert registered["world"] == {key: getattr(world, key) for key in registered["world"]}
     assert set(registered["world"]) >= {"pretrain_tokens", "convergence_replicates", "convergence_max_gain",
                                         "convergence_max_rounds", "convergence_replay_tokens"}

@@ -54,14 +54,14 @@ QUESTION_TEMPLATES: dict[str, list[str]] = {
 TEMPLATE_ROLES: dict[str, tuple[int, ...]] = {"heldout": (0, 1), "tuning": (2, 3), "imitation": (4, 5)}
 PRETRAIN_QA_TEMPLATES: tuple[int, ...] = TEMPLATE_ROLES["tuning"] + TEMPLATE_ROLES["imitation"]
 
-# Optional (not used by world v3): question paraphrases that only pretraining Q/A lines use (``world.pretrain_qa_extra_paraphrases``
-# of them per attribute, in this order). With four wordings per fact, recall through the evaluation's
-# two unseen wordings is a fragile, seed-specific transfer that further training moves by up to
-# +/-15 pts (world v3 confirm checks, outputs/confirm_v3/tables/01_world_checks.csv); more pretraining
-# wordings were meant to make asking a question a skill rather than four memorised strings. Measured on
-# design seeds 3-8 (benchmarks/wording_drift.py): at 4 the convergence target is still missed in 3 of 6
-# seeds, as at 0, so the default stays 0 (world v3). None is an evaluation, tuning or pool wording, and no
-# evaluation wording is a substring of one (tests/test_world.py).
+# Optional (not used by worlds v3 and v4): question paraphrases that only pretraining Q/A lines use
+# (``world.pretrain_qa_extra_paraphrases`` of them per attribute, in this order). They were added when
+# world v3's convergence check saw recall through the evaluation's two unseen wordings move by up to
+# +/-15 pts under replay; that movement came from the probe's replay rows being a quarter pad tokens (a
+# bug fixed in 825a4fb, see imitlib.world.pretrain.pretraining_examples), not from the wordings, so the
+# comparison of 0 and 4 extra wordings in outputs/benchmarks/wording_drift.csv measured the bug too.
+# None is an evaluation, tuning or pool wording, and no evaluation wording is a substring of one
+# (tests/test_world.py).
 PRETRAIN_ONLY_QUESTION_TEMPLATES: dict[str, list[str]] = {
     "birth_year": ["Tell me the year {name} was born.", "What was the year of birth of {name}?",
                    "In which year did {name} come into the world?", "Can you say when {name} was born?"],
