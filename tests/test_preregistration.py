@@ -8,7 +8,7 @@ import yaml
 from imitlib.config import PROJECT_ROOT, load
 
 DESIGN_SEEDS = set(range(9))  # seeds built while the study was designed (0-2 default, 3-8 checks)
-# (pre-registration, confirm params): world v2 (the record built from 2094fc5), then world v3
+# (pre-registration, confirm params): world v2 (the record built from 2094fc5), world v3 (d73716a), world v4
 REGISTERED = {
     "confirm": (PROJECT_ROOT / "docs" / "PREREGISTRATION.md", PROJECT_ROOT / "params" / "confirm.yaml"),
     "confirm_v3": (PROJECT_ROOT / "docs" / "PREREGISTRATION_v3.md", PROJECT_ROOT / "params" / "confirm_v3.yaml"),
