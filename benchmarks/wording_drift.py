@@ -1,9 +1,9 @@
 """Does pretraining on more question wordings stop the convergence check's evaluation-wording drift?
 
 World v3's convergence check (``imitlib.study.world``) failed in 5 of 10 confirm seeds while the
-held-out pool wordings moved by at most 6 pts: replay-only continuations shift recall on the
-*evaluation* wordings by up to +-15 pts, i.e. the bases had learned the facts but not how to answer
-the evaluation's phrasing stably. ``world.pretrain_qa_extra_paraphrases`` adds up to 4 more
+held-out pool wordings moved by at most 6 pts: replay-only continuations shifted recall on the
+*evaluation* wordings by up to +-15 pts. That looked like the evaluation's phrasing being answered
+unstably; it was the padded replay described below. ``world.pretrain_qa_extra_paraphrases`` adds up to 4 more
 pretraining-only wordings per attribute (disjoint from every evaluation, tuning and pool wording).
 This script compares worlds built with different settings of that knob, seed by seed, or any two
 builds of the same seeds (``--out`` names the table).
