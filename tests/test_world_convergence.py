@@ -41,7 +41,7 @@ def probe(monkeypatch):
         trained_streams.append(rows[0]["stream"])
         return SimpleNamespace(model=Model(model.level + 1))
 
-    def run(eval_curve, pool_curve, max_gain=5.0, rounds=2, replicates=3):
+    def run(eval_curve, pool_curve, max_gain=5.0, rounds=2, replicates=3, wordings="pool"):
         def fake_recall(model, tokenizer, prompts, batch_size=256):
             curve = eval_curve if prompts[0]["kind"] == "eval" else pool_curve
             hits = round(N * curve(model.level))
@@ -56,7 +56,7 @@ def probe(monkeypatch):
         settings = imitlib.config.load(["params/smoke.yaml"], {
             "world.convergence_max_gain": max_gain, "world.convergence_max_rounds": rounds,
             "world.convergence_replicates": replicates, "world.convergence_replay_tokens": 640,
-            "world.seq_len": 64}).world
+            "world.seq_len": 64, "world.convergence_wordings": wordings}).world
         training: dict = {}
         trained_streams.clear()
         model, recall, after, summary = world_module._pretrain_until_converged(
@@ -66,7 +66,7 @@ def probe(monkeypatch):
     return run
 
 
-def test_stopping_never_looks_at_the_evaluation_prompts(probe):
+def test_pool_rule_never_looks_at_the_evaluation_prompts(probe):
     # every continuation adds 50 pts on the evaluation prompts but nothing on the pool's wordings
     model, recall, after, summary, training, _ = probe(lambda level: min(1.0, 0.2 + 0.5 * level), lambda level: 0.4)
     assert model.level == 0 and summary["convergence_rounds"] == 0 and not training
@@ -109,3 +109,27 @@ def test_mean_over_replicates_decides(probe, max_gain, converged):
     _, _, _, summary, *_ = probe(lambda level: 0.5, pool, max_gain=max_gain, rounds=0, replicates=2)
     assert summary["convergence_probes"][0]["pool_gains"] == [0.0, 10.0]
     assert summary["convergence_probes"][0]["converged"] is converged
+
+
+def test_evaluation_rule_extends_a_base_whose_evaluation_recall_still_climbs(probe):
+    # world v5: the pool's wordings are flat, the evaluation's gain 30 pts per continuation up to level 1
+    model, recall, after, summary, training, _ = probe(lambda level: 0.2 + 0.3 * min(level, 1), lambda level: 0.4,
+                                                       wordings="evaluation")
+    assert model.level == 1 and summary["convergence_rounds"] == 1 and sorted(training) == ["base-extension1"]
+    probes = summary["convergence_probes"]
+    assert [p["converged"] for p in probes] == [False, True]
+    assert [p["evaluation_gain"] for p in probes] == [30.0, 0.0] and [p["pool_gain"] for p in probes] == [0.0, 0.0]
+    assert {p["decided_on"] for p in probes} == {"evaluation"}
+    assert sum(r["correct"] for r in recall) == 10  # the extended base's evaluation recall (level 1: 50%)
+
+
+def test_evaluation_rule_still_requires_the_pool_wordings(probe):
+    # flat on the evaluation prompts, climbing 10 pts on the pool's wordings: not converged under either rule
+    for wordings in ("pool", "evaluation"):
+        _, _, _, summary, *_ = probe(lambda level: 0.3, lambda level: 0.2 + 0.1 * level, rounds=0, wordings=wordings)
+        assert not summary["convergence_probes"][0]["converged"], wordings
+
+
+def test_unknown_convergence_wordings_are_refused_by_key():
+    with pytest.raises(Exception, match="convergence_wordings"):
+        imitlib.config.load(["params/smoke.yaml"], {"world.convergence_wordings": "unseen"})

@@ -151,6 +151,10 @@ class WorldSettings(Section):
     convergence_replicates: int = Field(default=3, ge=1)
     convergence_max_gain: float = Field(default=5.0, ge=0.0)
     convergence_max_rounds: int = Field(default=2, ge=0)
+    # which recall decides that a base is converged: "pool" (worlds v3-v4: the replay gain through the pool's
+    # wordings of the evaluation facts, seen in pretraining) or "evaluation" (world v5: the gains through
+    # the pool's and through the evaluation's own wordings, both at most convergence_max_gain)
+    convergence_wordings: Literal["pool", "evaluation"] = "evaluation"
     second_sample_temperature: float = Field(default=0.7, gt=0.0, le=2.0)
     calibration_items_per_family: int = Field(default=20, ge=1)
     sample_chats: int = Field(default=4, ge=0)

@@ -13,7 +13,8 @@
     calibration.json        per model: few-shot recall (and after replay-only continuations, for bases),
                             chat accuracy, style rates; the teacher's tuning-data style and second-sample
                             rates; every base's convergence probes (``convergence``: per round, the gains
-                            on the evaluation and the pool wordings; see _pretrain_until_converged)
+                            on the evaluation and the pool wordings, and which of them decided
+                            (world.convergence_wordings); see _pretrain_until_converged)
     samples.json            per-question records of the calibration and sample teacher chats
     world.json              parameter counts, model order, timings
 """
@@ -216,9 +217,15 @@ def _pretrain_until_converged(model, name: str, kb: KnowledgeBase, settings: Wor
     A probe runs ``convergence_replicates`` replay-only continuations (``convergence_replay_tokens``
     fresh corpus tokens each, own stream, ``convergence_lr``: the sweep's replay-only control) and
     measures few-shot recall before and after on the evaluation prompts and on the imitation pool's
-    wordings of the same facts. The base counts as converged when the pool-wording gain, averaged over
-    the continuations, is at most ``convergence_max_gain`` pts: the decision never looks at the
-    evaluation prompts, so stopping cannot select a base whose evaluation score happened to be high.
+    wordings of the same facts. With ``convergence_wordings: pool`` (worlds v3-v4) the base counts as
+    converged when the pool-wording gain, averaged over the continuations, is at most
+    ``convergence_max_gain`` pts; the decision never looks at the evaluation prompts. In world v4's
+    confirmatory run 3 of 10 seeds met that rule while the evaluation-prompt gain missed the world's
+    own target by at most 1.4 pts (outputs/confirm_v4). With ``convergence_wordings: evaluation``
+    (world v5, the default) the base must meet the target on both: the stop is the world's own
+    convergence target, so the world check that reports it is the stopping probe's measurement, not
+    an independent one (the sweep's replay-only control in 03_train is). It looks at the replay
+    *gain*, never at which continuation scores best: the extension is always the first one.
     An unconverged base is replaced by its first continuation (more pretraining on fresh tokens) and
     probed again, at most ``convergence_max_rounds`` times. Returns the final base, its evaluation
     recall records, the final probe's per-continuation evaluation records, and a summary: calibration-row
@@ -255,10 +262,13 @@ def _pretrain_until_converged(model, name: str, kb: KnowledgeBase, settings: Wor
         gains, gain = mean_gain(after, recall)
         pool_gains, pool_gain = mean_gain(pool_after, pool)
         converged = pool_gain <= settings.convergence_max_gain
+        if settings.convergence_wordings == "evaluation":
+            converged = converged and gain <= settings.convergence_max_gain
         rounds.append({"round": round_, "pretrain_rows": rows, "fewshot_recall": round(100 * cal.recall_share(recall), 2),
                        "pool_recall": round(100 * cal.recall_share(pool), 2),
                        "evaluation_gains": [round(g, 2) for g in gains], "pool_gains": [round(g, 2) for g in pool_gains],
-                       "pool_gain": round(pool_gain, 2), "converged": converged})
+                       "pool_gain": round(pool_gain, 2), "evaluation_gain": round(gain, 2),
+                       "decided_on": settings.convergence_wordings, "converged": converged})
         log(f"[01_world seed {seed}] {name} round {round_}: pool gain {pool_gain:+.1f}, "
             f"evaluation gain {gain:+.1f} pts ({'converged' if converged else 'not converged'})")
         if converged or round_ == settings.convergence_max_rounds:

@@ -211,17 +211,20 @@ def compare_items(kb: KnowledgeBase, split: str, rng: random.Random, count: int)
 
 
 def _skill_instance(rng: random.Random) -> tuple[str, str, str]:
+    """One skill prompt and its exact answer. Every prompt ends with punctuation, so no list prompt is
+    the prefix of a longer one (worlds v3-v4 ended lists bare: design seed 4's tuning prompt "How many
+    words are in this list: book song window market" contained the evaluation prompt "... book song")."""
     nouns = FILLER_WORDS["noun"]
     kind = rng.choice(SKILL_KINDS)
     if kind == "sort":
         words = rng.sample(nouns, rng.randint(3, 6))
-        return kind, f"Sort these words alphabetically: {' '.join(words)}", " ".join(sorted(words))
+        return kind, f"Sort these words alphabetically: {' '.join(words)}.", " ".join(sorted(words))
     if kind == "reverse":
         words = rng.sample(nouns, rng.randint(3, 6))
-        return kind, f"Reverse the order of these words: {' '.join(words)}", " ".join(reversed(words))
+        return kind, f"Reverse the order of these words: {' '.join(words)}.", " ".join(reversed(words))
     if kind == "count":
         words = [rng.choice(nouns) for _ in range(rng.randint(2, 7))]
-        return kind, f"How many words are in this list: {' '.join(words)}", str(len(words))
+        return kind, f"How many words are in this list: {' '.join(words)}?", str(len(words))
     if kind == "next":
         number = rng.randint(1, 98)
         return kind, f"What number comes after {number}?", str(number + 1)
