@@ -155,3 +155,38 @@ def test_gpu_script_says_when_there_is_no_gpu(tmp_path):
     with pytest.raises(SystemExit, match="no CUDA device"):
         bench_gpu.main(["--out", str(tmp_path)])
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_pretrain_step_benchmark_measures_each_way_from_the_same_start(tiny_model, tmp_path):
+    import shutil
+
+    import bench_pretrain_step
+    import torch
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model, run / "stages" / "01_world" / "seed0" / "abc" / "models" / "base-m")
+    result = bench_pretrain_step.main(["--run", str(run), "--models", "base-m", "--steps", "2", "--warmup", "1",
+                                       "--ways", "eager,bf16", "--results-dir", str(tmp_path)])
+    saved = json.loads((tmp_path / "pretrain_step.json").read_text())
+    assert saved["models"] == json.loads(json.dumps(result["models"]))
+    ways = saved["models"]["base-m"]["ways"]
+    assert ways["eager"]["steps_timed"] == ways["bf16"]["steps_timed"] == 2
+    assert ways["eager"]["loss_vs_eager"] == 0 and ways["eager"]["speedup_vs_eager"] == 1
+    # bf16 autocast changes the numbers: the final loss is close to float32's, not equal
+    assert 0 < ways["bf16"]["loss_vs_eager"] < 0.05
+    # the same way twice from the same weights and batches gives the same loss (the comparison is fair)
+    model = __import__("transformers").AutoModelForCausalLM.from_pretrained(tiny_model)
+    batches = [torch.randint(0, model.config.vocab_size, (2, 16), generator=torch.Generator().manual_seed(1))
+               for _ in range(2)]
+    first = bench_pretrain_step.time_way(model, "eager", batches, warmup=0)["final_loss"]
+    assert bench_pretrain_step.time_way(model, "eager", batches, warmup=0)["final_loss"] == first
+    torch.set_num_threads(1)
+
+
+def test_pretrain_step_benchmark_names_the_missing_model_and_folder(tmp_path):
+    import bench_pretrain_step
+
+    with pytest.raises(SystemExit, match=r"no world model 'teacher' under .*01_world.*build the run first"):
+        bench_pretrain_step.main(["--run", str(tmp_path), "--models", "teacher", "--results-dir", str(tmp_path)])
+    with pytest.raises(SystemExit, match="unknown"):
+        bench_pretrain_step.main(["--run", str(tmp_path), "--ways", "eager,fp8", "--results-dir", str(tmp_path)])
