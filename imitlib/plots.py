@@ -22,7 +22,9 @@ def _palette(names: list[str]) -> dict[str, tuple]:
 
 
 def _bases(frame: pd.DataFrame) -> list[str]:
-    rows = frame[frame["role"] != "teacher"][["base_model", "base_params"]].drop_duplicates()
+    """Base model names, smallest first, each once (a base's parameter count differs a little between
+    seeds, whose tokenizers differ; per-seed frames must still give one panel per base)."""
+    rows = frame[frame["role"] != "teacher"].groupby("base_model")["base_params"].median().reset_index()
     return list(rows.sort_values(["base_params", "base_model"])["base_model"])
 
 
@@ -30,6 +32,19 @@ def _yerr(rows: pd.DataFrame, scale: float) -> np.ndarray:
     lower = (rows["value"] - rows["lo"]).clip(lower=0).fillna(0) * scale
     upper = (rows["hi"] - rows["value"]).clip(lower=0).fillna(0) * scale
     return np.vstack([lower.to_numpy(), upper.to_numpy()])
+
+
+def _seed_interval(values: pd.Series) -> tuple[float, float]:
+    """Error bars of the seaborn plots: the 95% Student t-interval over seeds, as for every claim (one
+    value per seed; a lone seed gets none). Seaborn's default bootstrap would resample the seeds
+    afresh at every drawing, so the same results would give other bars each time."""
+    from imitlib.analysis.stats import t_interval
+
+    x = pd.Series(values, dtype=float).dropna().to_numpy()
+    if len(x) < 2 or np.all(x == x[0]):
+        mean = float(x.mean()) if len(x) else float("nan")
+        return mean, mean
+    return t_interval(x, 0.95)
 
 
 def _token_axis(ax, budgets: list[int]) -> None:
@@ -211,7 +226,7 @@ def rater_preferences_figure(preferences: pd.DataFrame) -> Figure:
     long = preferences.melt(id_vars=["model_id", "role", "base_model", "data_kind", "imitation_tokens"],
                             value_vars=["pref_style", "pref_fact", "pref_llm"], var_name="rater", value_name="score")
     grid = sns.catplot(data=long, x="imitation_tokens", y="score", hue="base_model", col="rater", kind="point",
-                       errorbar=("ci", 95), height=3.2)
+                       errorbar=_seed_interval, height=3.2)
     return grid.figure
 
 
@@ -241,7 +256,7 @@ def rater_panel_figure(panel: pd.DataFrame, crowd_fact_weight: float | None = No
     axes = fig.subplots(1, max(len(panels), 1), squeeze=False, sharey=True)
     for ax, name in zip(axes[0], panels):
         rows = frame[frame["panel"] == name].sort_values(["role", "data_kind", "imitation_tokens"])
-        sns.pointplot(data=rows, x="fact_weight", y="good_or_better", hue="model", ax=ax, errorbar=("ci", 95),
+        sns.pointplot(data=rows, x="fact_weight", y="good_or_better", hue="model", ax=ax, errorbar=_seed_interval,
                       dodge=0.04 if rows["model"].nunique() > 1 else False, markersize=4, linewidth=1.2,
                       native_scale=True)
         ax.axhline(50, color="grey", linewidth=0.8, linestyle=":")
