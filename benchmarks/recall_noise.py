@@ -111,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", nargs="+", default=["params/default.yaml"], help="params files of the world")
     ap.add_argument("--seeds", type=int, nargs="+", help="design seeds whose worlds are built in run_dir")
     ap.add_argument("--bases", nargs="*", default=None, help="base names (default: every base of the world)")
+    ap.add_argument("--teacher", action="store_true",
+                    help="the teacher's size instead, pretrained as the world does (its longer stream, its learning rate; no chat tuning)")
     ap.add_argument("--replicates", type=int, default=3, help="training runs per seed, base and budget")
     ap.add_argument("--tokens", type=int, nargs="+", default=None, help="pretraining token budgets (default: the world's)")
     ap.add_argument("--heldout-tokens", type=int, default=51_200, help="fresh corpus tokens of the held-out loss")
@@ -139,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.torch_threads)
     settings = load(args.params, run_name=args.run_dir.name).world
     sizes = [s for s in settings.base_models if args.bases is None or s.name in args.bases]
+    default_tokens, lrs = settings.pretrain_tokens, {s.name: s.pretrain_lr or settings.pretrain_lr for s in sizes}
+    if args.teacher:
+        sizes = [settings.teacher_model]
+        default_tokens = settings.pretrain_tokens + settings.teacher_extra_tokens
+        lrs = {settings.teacher_model.name: settings.teacher_pretrain_lr}
     if not sizes:
         ap.error(f"--bases: none of {args.bases} is a base of the world ({[s.name for s in settings.base_models]})")
     rows = []
@@ -154,14 +161,14 @@ def main(argv: list[str] | None = None) -> int:
         qa_names = set(kb.qa_names(settings.qa_individual_fraction))
         heldout = pretraining_examples(W.make_sampler(kb, settings, stream_seed=HELDOUT_STREAM), tokenizer,
                                        args.heldout_tokens, settings.seq_len)
-        for tokens in args.tokens or [settings.pretrain_tokens]:
+        for tokens in args.tokens or [default_tokens]:
             stream = pretraining_examples(W.make_sampler(kb, settings, stream_seed=0), tokenizer, tokens, settings.seq_len)
             for size in sizes:
                 for replicate in range(args.replicates):
                     run_seed = seed + REPLICATE_STRIDE * replicate
                     clock = time.time()
                     model = make_model(size, tokenizer, run_seed)
-                    args_ = pretrain_args(settings, run_seed, lr=size.pretrain_lr)
+                    args_ = pretrain_args(settings, run_seed, lr=lrs[size.name])
                     model = train_causal_lm(model, stream, args_, progress=False).model
                     model.eval()
                     greedy = cal.fewshot_recall(model, tokenizer, prompts)
@@ -172,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                         return round(100 * sum(bool(r[key]) for r in kept) / len(kept), 2) if kept else float("nan")
 
                     row = {"seed": seed, "base": size.name, "tokens": tokens, "replicate": replicate, "run_seed": run_seed,
-                           "lr": size.pretrain_lr or settings.pretrain_lr, "heldout_loss": round(heldout_loss(model, heldout), 4),
+                           "lr": lrs[size.name], "heldout_loss": round(heldout_loss(model, heldout), 4),
                            "recall": share(greedy, "correct"), "ranked_recall": share(ranked, "ranked_correct"),
                            "format_errors": round(100 - share(ranked, "top_is_value"), 2),
                            "recall_qa_individuals": share(greedy, "correct", True),
