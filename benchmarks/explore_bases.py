@@ -43,6 +43,26 @@ def heldout_loss(model, rows, batch_size: int = 32) -> float:
     return total / count
 
 
+def load_built_world(run_dir: Path, settings, seed: int):
+    """The knowledge base, tokenizer and qa task items of any complete world stage of ``seed`` in the run.
+
+    The code that built the stage may be older than this checkout, so its cache key is not recomputed;
+    the knowledge base is rebuilt from its seed, in its built order (the same pretraining stream as the
+    world's build).
+    """
+    from transformers import AutoTokenizer
+
+    from imitlib.study import world as W
+
+    built = sorted(p.parent for p in (run_dir / "stages" / "01_world" / f"seed{seed}").glob("*/COMPLETE"))
+    if not built:
+        raise SystemExit(f"{run_dir}: no complete 01_world stage for seed {seed}")
+    path = built[-1]
+    tokenizer = AutoTokenizer.from_pretrained(str(path / "tokenizer"))
+    qa = [json.loads(line) for line in (path / "tasks" / "qa.jsonl").read_text().splitlines()]
+    return W.make_kb(settings, seed), tokenizer, qa
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", type=Path, help="a run folder (outputs/<name>) whose 01_world stages are built")
@@ -58,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import torch
-    from transformers import AutoTokenizer
 
     from imitlib.config import load
     from imitlib.study import world as W
@@ -70,15 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         update={"convergence_max_rounds": args.max_rounds})
     rows = []
     for seed in args.seeds:
-        # any complete world stage of this seed in the run (its KB, tokenizer and tasks; the code that
-        # built it may be older than this checkout, so its cache key is not recomputed)
-        built = sorted(p.parent for p in (args.run_dir / "stages" / "01_world" / f"seed{seed}").glob("*/COMPLETE"))
-        if not built:
-            raise SystemExit(f"{args.run_dir}: no complete 01_world stage for seed {seed}")
-        path = built[-1]
-        kb = W.make_kb(settings, seed)  # in its built order: the same pretraining stream as the world's build
-        tokenizer = AutoTokenizer.from_pretrained(str(path / "tokenizer"))
-        qa = [json.loads(line) for line in (path / "tasks" / "qa.jsonl").read_text().splitlines()]
+        kb, tokenizer, qa = load_built_world(args.run_dir, settings, seed)
         prompts, pool_prompts = W.recall_prompt_sets(qa, settings.recall_shots, seed, tokenizer.bos_token)
         sizes = [s for s in settings.base_models if args.bases is None or s.name in args.bases]
         if args.teacher:  # the teacher's size on its own (longer) pretraining stream

@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from explore_bases import HELDOUT_STREAM, heldout_loss  # noqa: E402
+from explore_bases import HELDOUT_STREAM, heldout_loss, load_built_world  # noqa: E402
 
 REPLICATE_STRIDE = 7919  # replicate r > 0 trains with seed + r * stride (init and row order)
 
@@ -130,7 +130,6 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--replicates: at least 2 (a spread needs two runs)")
 
     import torch
-    from transformers import AutoTokenizer
 
     from imitlib.config import load
     from imitlib.study import world as W
@@ -150,13 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--bases: none of {args.bases} is a base of the world ({[s.name for s in settings.base_models]})")
     rows = []
     for seed in args.seeds:
-        built = sorted(p.parent for p in (args.run_dir / "stages" / "01_world" / f"seed{seed}").glob("*/COMPLETE"))
-        if not built:
-            raise SystemExit(f"{args.run_dir}: no complete 01_world stage for seed {seed}")
-        path = built[-1]
-        kb = W.make_kb(settings, seed)
-        tokenizer = AutoTokenizer.from_pretrained(str(path / "tokenizer"))
-        qa = [json.loads(line) for line in (path / "tasks" / "qa.jsonl").read_text().splitlines()]
+        kb, tokenizer, qa = load_built_world(args.run_dir, settings, seed)
         prompts, _ = W.recall_prompt_sets(qa, settings.recall_shots, seed, tokenizer.bos_token)
         qa_names = set(kb.qa_names(settings.qa_individual_fraction))
         heldout = pretraining_examples(W.make_sampler(kb, settings, stream_seed=HELDOUT_STREAM), tokenizer,
