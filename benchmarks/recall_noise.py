@@ -88,6 +88,14 @@ def ranked_records(model, tokenizer, prompts: list[dict], values: dict[str, list
     return out
 
 
+def _share(records: list[dict], prompts: list[dict], key: str, qa_names: set[str],
+           qa_individuals: bool | None = None) -> float:
+    """Percent of ``records`` whose ``key`` holds, over every prompt or only those about individuals
+    with (``True``) or without (``False``) Q/A lines in pretraining."""
+    kept = [r for r, p in zip(records, prompts) if qa_individuals is None or (p["individual"] in qa_names) == qa_individuals]
+    return round(100 * sum(bool(r[key]) for r in kept) / len(kept), 2) if kept else float("nan")
+
+
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     """Per base and budget: the mean, the between-replicate SD (pooled within seeds) and the SD of the
     seed means, for each measure."""
@@ -167,9 +175,8 @@ def main(argv: list[str] | None = None) -> int:
                     greedy = cal.fewshot_recall(model, tokenizer, prompts)
                     ranked = ranked_records(model, tokenizer, prompts, kb.values)
 
-                    def share(records, key, names=None):
-                        kept = [r for r, p in zip(records, greedy) if names is None or (p["individual"] in qa_names) == names]
-                        return round(100 * sum(bool(r[key]) for r in kept) / len(kept), 2) if kept else float("nan")
+                    def share(records, key, qa_individuals=None):
+                        return _share(records, prompts, key, qa_names, qa_individuals)
 
                     row = {"seed": seed, "base": size.name, "tokens": tokens, "replicate": replicate, "run_seed": run_seed,
                            "lr": lrs[size.name], "heldout_loss": round(heldout_loss(model, heldout), 4),

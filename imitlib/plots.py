@@ -41,7 +41,7 @@ def _seed_interval(values: pd.Series) -> tuple[float, float]:
     from imitlib.analysis.stats import t_interval
 
     x = pd.Series(values, dtype=float).dropna().to_numpy()
-    if len(x) < 2 or np.all(x == x[0]):
+    if len(x) < 2:
         mean = float(x.mean()) if len(x) else float("nan")
         return mean, mean
     return t_interval(x, 0.95)
