@@ -85,6 +85,7 @@ class RunSettings(Section):
     output_root: str = "outputs"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     torch_threads: int = Field(default=0, ge=0)
+    numerics: Literal["portable", "native"] = "portable"
     seed_workers: int = Field(default=1, ge=1)
     force: bool = False
     progress: bool = True

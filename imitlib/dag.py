@@ -36,7 +36,7 @@ PACKAGE = PACKAGE_DIR.name
 
 # Where and whether a stage is built, not what it holds (their params reach keys through ``reads``).
 NOT_RESULT_CODE = ("imitlib.config", "imitlib.settings", "imitlib.stages", "imitlib.dag", "imitlib.parallel",
-                   "imitlib.processes")
+                   "imitlib.processes", "imitlib.numerics")  # numerics: the kernels reach keys as run.numerics
 
 
 @dataclass(frozen=True)
@@ -82,18 +82,18 @@ class StageSpec:
 
 
 STAGES: tuple[StageSpec, ...] = (
-    StageSpec("01_world", reads=("world", "run.device"), upstream=(), module="imitlib.study.world",
+    StageSpec("01_world", reads=("world", "run.device", "run.numerics"), upstream=(), module="imitlib.study.world",
               real_reads=("evaluate.batch_size", "evaluate.teacher_dtype", "evaluate.benchmarks"),
               real_modules=("imitlib.real.calibration",)),
-    StageSpec("02_imitation_data", reads=("imitation", "run.device"), upstream=("01_world",),
+    StageSpec("02_imitation_data", reads=("imitation", "run.device", "run.numerics"), upstream=("01_world",),
               module="imitlib.study.imitation_data",
               # real tracks: the teacher answers only the held-out prompts 04 answers in chat
               real_reads=("evaluate.rater_families", "evaluate.toxicity_family", "evaluate.max_prompts_per_family")),
-    StageSpec("03_train", reads=("train", "run.device"), upstream=("01_world", "02_imitation_data"),
+    StageSpec("03_train", reads=("train", "run.device", "run.numerics"), upstream=("01_world", "02_imitation_data"),
               module="imitlib.study.train",
               shape=("train.base_models", "train.data_kinds", "train.token_budgets", "train.curve_base_models",
                      "train.curve_data_kinds", "train.replay_control")),
-    StageSpec("04_evaluate", reads=("evaluate", "run.device"), upstream=("01_world", "02_imitation_data", "03_train"),
+    StageSpec("04_evaluate", reads=("evaluate", "run.device", "run.numerics"), upstream=("01_world", "02_imitation_data", "03_train"),
               module="imitlib.study.evaluate", unit_module="imitlib.evaluate.answers",
               shape=("evaluate.raters", "evaluate.judge", "evaluate.human_ratings", "evaluate.human_sample"),
               unit_upstream=("01_world", "02_imitation_data")),

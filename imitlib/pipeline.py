@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from imitlib import cli_extra
+from imitlib import cli_extra, numerics
 from imitlib.config import PROJECT_ROOT, Config, ConfigError, load, overrides_from_cli
 from imitlib.stages import COMPLETE_MARKER, atomic_write_json, atomic_write_text, package_versions, write_run_config
 
@@ -193,6 +193,7 @@ def run(
     if force:
         overrides["run.force"] = True
     cfg = load(params_files, overrides, run_name=run_name)
+    numerics.pin_environment(cfg.run.numerics)  # the notebooks' kernels inherit it
     files = [str(Path(p)) for p in cfg.params_files]
     write_run_config(cfg)
     selected = select(notebooks(notebook_dir), only=only, start=start)

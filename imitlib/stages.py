@@ -32,6 +32,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
+from imitlib import numerics
 from imitlib.config import PROJECT_ROOT, Config
 
 COMPLETE_MARKER = "COMPLETE"
@@ -111,6 +112,7 @@ def host_info() -> dict[str, Any]:
         host["torch_threads"] = torch.get_num_threads()
         host["torch_interop_threads"] = torch.get_num_interop_threads()
         host["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        host["numerics"] = numerics.state()
     return host
 
 
@@ -293,6 +295,8 @@ class Stage:
             info: extra facts to put in the manifest (can also be added via ``self.info``).
         """
         self.info: dict[str, Any] = dict(info or {})
+        if "run.numerics" in self.reads:  # a stage that computes with torch: with the kernels its key names
+            numerics.require(self.cfg.run.numerics)
         if self.partial.exists() and not resume:
             shutil.rmtree(self.partial)
         elif self.partial.exists():

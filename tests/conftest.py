@@ -5,6 +5,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import imitlib  # noqa: E402,F401  before any test module imports torch: the kernels of run.numerics
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

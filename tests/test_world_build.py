@@ -85,7 +85,11 @@ def test_tiny_world_builds_caches_and_reloads(tiny_cfg):
     assert set(checks["seed"]) == {0, "all"}
     described = checks["target"].str.startswith(report.DESCRIBED)
     assert checks.loc[~described, "met"].notna().all() and checks.loc[described, "met"].isna().all()
-    assert described.sum() == 2  # the base-size ordering (C3's statistic) is described, never required
+    # the base-size ordering (C3's statistic) is described, never required; so is the arithmetic
+    assert described.sum() == 3
+    arithmetic = checks.loc[checks["target"].str.contains("arithmetic"), "measured"].tolist()
+    assert len(arithmetic) == 1 and arithmetic[0].startswith("portable: torch AVX2 kernels, MKL branch COMPATIBLE")
+    assert "fingerprint " in arithmetic[0]
     by_target = dict(zip(checks["target"], checks["met"]))
     assert by_target["no evaluation prompt text in the teacher's tuning data"]
     assert by_target["teacher pretrained on the same corpus for longer"]

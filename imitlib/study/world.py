@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from imitlib import dag
+from imitlib import dag, numerics
 from imitlib.config import Config
 from imitlib.stages import Stage, StageError, atomic_write_json, atomic_write_text, log
 from imitlib.settings.world import WorldSettings
@@ -426,6 +426,7 @@ def _build_into(work: Path, settings: WorldSettings, seed: int, progress: bool) 
     atomic_write_json(work / "samples.json", {"per_question": per_question, "teacher_chats": sample_chats})
     info = {"seed": seed, "base_order": base_order, "params": params, "timings": timings,
             "seconds": round(sum(timings.values()), 2), "torch_threads": torch.get_num_threads(),
+            "numerics": numerics.state(),
             "vocab_size": len(tokenizer), "n_pretrain_rows": len(pretrain_rows), "n_teacher_pretrain_rows": len(all_rows),
             "base_pretrain_rows": {name: c["pretrain_rows"] for name, c in convergence.items()},
             "teacher_conversations": report.n_kept, "teacher_mask_mismatches": report.n_mask_mismatch}

@@ -275,6 +275,13 @@ def calibration_checks(table: pd.DataFrame, worlds: list[World], time_budget_sec
             f"{teacher['second_sample_differs']:.1f}%", teacher["second_sample_differs"] >= 50)
         add("base models show style markers in <= 5% of answers",
             ", ".join(f"{r['model']} {r['styled']:.1f}%" for _, r in bases.iterrows()), (bases["styled"] <= 5).all())
+        arithmetic = world.info.get("numerics")
+        if arithmetic:  # worlds built before run.numerics recorded only their thread count
+            checks.append({"seed": world.seed, "target": DESCRIBED + "the arithmetic the world was built with "
+                           "(run.numerics; equal fingerprints compute alike)",
+                           "measured": f"{arithmetic['mode']}: torch {arithmetic['aten_capability']} kernels, MKL branch "
+                                       f"{arithmetic['mkl_branch']}, {arithmetic['torch_threads']} torch thread(s), "
+                                       f"fingerprint {arithmetic['fingerprint']}", "met": None})
     bases = table[table["role"] == "base"].sort_values("params")
     checks.append({"seed": "all", "target": DESCRIBED + "few-shot recall by base size, smallest first (means over seeds)",
                    "measured": " / ".join(f"{r['model']} {r['fewshot_recall']:.1f}" for _, r in bases.iterrows()),
