@@ -27,14 +27,14 @@ $(STAMP): pyproject.toml requirements/lock.txt
 reproduce: install
 	$(PY) -m imitlib run params/default.yaml
 
-# The pre-registered confirmatory run of world v5 (docs/PREREGISTRATION_v5.md): the default design on
-# ten new world seeds, into outputs/confirm_v5/ (about 1 h from nothing on 2 cores; an interrupted run
-# resumes). The world v4 record (outputs/confirm_v4/, docs/PREREGISTRATION_v4.md) was built from commit
-# 9f32795 with params/confirm_v4.yaml, the world v3 record (outputs/confirm_v3/, docs/PREREGISTRATION_v3.md) was
-# built from commit d73716a with params/confirm_v3.yaml, the world v2 record (outputs/confirm/,
-# docs/PREREGISTRATION.md) from commit 2094fc5 with params/confirm.yaml.
+# The pre-registered confirmatory run of world v6 (docs/PREREGISTRATION_v6.md): the default design on
+# ten new world seeds with portable arithmetic (run.numerics), into outputs/confirm_v6/ (1-2 h from
+# nothing on 2 cores; an interrupted run resumes). Earlier records and the commits they were built from:
+# world v5 outputs/confirm_v5/ (fa0d6c3, params/confirm_v5.yaml), world v4 outputs/confirm_v4/ (9f32795,
+# params/confirm_v4.yaml), world v3 outputs/confirm_v3/ (d73716a, params/confirm_v3.yaml), world v2
+# outputs/confirm/ (2094fc5, params/confirm.yaml).
 confirm: install
-	$(PY) -m imitlib run params/default.yaml params/confirm_v5.yaml
+	$(PY) -m imitlib run params/default.yaml params/confirm_v6.yaml
 
 smoke: install
 	$(PY) -m imitlib run params/smoke.yaml
