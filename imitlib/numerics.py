@@ -49,11 +49,15 @@ class NumericsError(RuntimeError):
 def pin_environment(mode: str | None = None) -> bool:
     """Set (``portable``) or restore (``native``) the kernel-choice variables, if torch is not loaded yet.
 
+    Processes started later (notebook kernels, seed workers) inherit them. Once torch is loaded the
+    environment is left alone: it then describes the kernels this process computes with, and the
+    processes it starts compute the same way.
+
     Args:
         mode: ``portable`` or ``native``; ``None`` reads ``$IMITLIB_NUMERICS`` (default ``portable``).
 
     Returns:
-        True when the environment now holds for the mode, False when torch was already imported (its
+        True when this process will compute with them, False when torch was already imported (its
         kernels are chosen; :func:`require` tells whether they are the right ones).
     """
     mode = mode or os.environ.get(MODE_ENV) or "portable"
