@@ -22,7 +22,6 @@ Usage: python benchmarks/numerics_portability.py [--steps 30] [--models base-xs,
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import statistics
@@ -73,13 +72,10 @@ def child(models: list[str], steps: int, warmup: int) -> list[dict]:
             optimizer.zero_grad(set_to_none=True)
             if step >= warmup:
                 times.append(time.perf_counter() - started)
-        digest = hashlib.sha256()
-        for parameter in model.parameters():
-            digest.update(parameter.detach().numpy().tobytes())
         state = numerics.state()
         rows.append({"model": name, "parameters": sum(p.numel() for p in model.parameters()),
                      "ms_per_step": round(1000 * statistics.median(times), 2), "steps": warmup + steps,
-                     "final_loss": float(loss), "weights_sha256": digest.hexdigest()[:16],
+                     "final_loss": float(loss), "weights_sha256": numerics.tensor_digest(model.parameters()),
                      "aten_capability": state["aten_capability"], "mkl_branch": state["mkl_branch"],
                      "fingerprint": state["fingerprint"]})
     return rows

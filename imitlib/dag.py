@@ -36,7 +36,7 @@ PACKAGE = PACKAGE_DIR.name
 
 # Where and whether a stage is built, not what it holds (their params reach keys through ``reads``).
 NOT_RESULT_CODE = ("imitlib.config", "imitlib.settings", "imitlib.stages", "imitlib.dag", "imitlib.parallel",
-                   "imitlib.processes", "imitlib.numerics")  # numerics: the kernels reach keys as run.numerics
+                   "imitlib.processes")
 
 
 @dataclass(frozen=True)

@@ -125,9 +125,14 @@ def _fingerprint(threads: int) -> str:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    return tensor_digest(weights)
+
+
+def tensor_digest(tensors) -> str:
+    """sha256 (16 hex) of the tensors' bytes, in order: equal exactly when every value is bit-identical."""
     digest = hashlib.sha256()
-    for weight in weights:
-        digest.update(weight.detach().numpy().tobytes())
+    for tensor in tensors:
+        digest.update(tensor.detach().cpu().numpy().tobytes())
     return digest.hexdigest()[:16]
 
 

@@ -21,7 +21,6 @@ from typing import Callable, TypeVar
 
 from tqdm.auto import tqdm
 
-from imitlib import numerics
 from imitlib.config import Config
 from imitlib.processes import die_with_parent
 
@@ -53,7 +52,6 @@ def _init_worker(threads: int) -> None:
 
 
 def _build_in_worker(build: Callable[[Config, int], object], cfg: Config, seed: int) -> None:
-    numerics.require(cfg.run.numerics)
     build(cfg, seed)
 
 
@@ -83,7 +81,6 @@ def for_seeds(build: Callable[[Config, int], T], cfg: Config, desc: str = "seeds
         before they start new work (stages finished so far stay cached; unfinished ones stay partial
         and are rebuilt on the next run).
     """
-    numerics.require(cfg.run.numerics)
     seeds = list(cfg.run.seeds)
     todo = [seed for seed in seeds if not _is_done(done, cfg, seed)]
     workers = min(seed_worker_count(cfg), len(todo))

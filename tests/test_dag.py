@@ -133,3 +133,10 @@ def test_unit_keys_leave_out_which_units_exist(tmp_path):
     assert dag.unit(cfg, "04_evaluate", 0, "models/s0_base-s", model).hash == \
         dag.unit(judged, "04_evaluate", 0, "models/s0_base-s", model).hash  # a rater setting reuses answers
     assert dag.stage(cfg, "04_evaluate", 0).hash != dag.stage(judged, "04_evaluate", 0).hash  # and rates again
+
+
+def test_the_arithmetic_s_definition_is_part_of_the_world_s_code(package_copy):
+    """``run.numerics`` names the kernels; what ``portable`` means lives in numerics.py, so it is keyed too."""
+    before = _digests(package_copy)
+    _append(package_copy / "numerics.py", "\n# another portable branch\n")
+    assert _digests(package_copy)["01_world"] != before["01_world"]
