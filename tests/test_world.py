@@ -30,7 +30,7 @@ def settings():
 def _tuning(settings, seed):
     kb = make_kb(settings, seed)
     return kb, teacher_tuning_data(kb, settings.teacher_task_counts.model_dump(), seed, settings.teacher_qa_paraphrases,
-                                   settings.task_counts.model_dump())
+                                   settings.task_counts.model_dump(), settings.teacher_qa_extra_paraphrases)
 
 
 def test_saved_kb_reloads_in_built_order_and_draws_the_same_corpus(settings, tmp_path):
@@ -96,9 +96,10 @@ def test_evaluation_and_pool_cover_every_individual_with_disjoint_prompts(settin
         assert item["choices"][item["gold"]] == item["answer"] and len(set(item["choices"])) == 4
 
 
-# every design seed and every world v5 and v6 confirm seed (prompts only, no model is built): in worlds v3-v4 a skill
-# prompt of design seed 4's tuning data, and one of confirm seed 121's imitation pool, contained an evaluation prompt
-@pytest.mark.parametrize("seed", [*range(9), *range(131, 141), *range(141, 151)])
+# every design seed and every world v5-v7 confirm seed (prompts only, no model is built): in worlds v3-v4 a skill
+# prompt of design seed 4's tuning data, and one of confirm seed 121's imitation pool, contained an evaluation prompt.
+# The default params are world v7's: the teacher's tuning also asks each fact with 4 more wordings.
+@pytest.mark.parametrize("seed", [*range(9), *range(131, 141), *range(141, 151), *range(151, 161)])
 def test_teacher_tuning_data_never_contains_an_evaluation_prompt(settings, seed):
     kb, tuning = _tuning(settings, seed)
     tasks = make_tasks(kb, settings, seed)
@@ -122,6 +123,31 @@ def test_teacher_tuning_data_never_contains_an_evaluation_prompt(settings, seed)
     # every fact is tuned (the default tunes every individual, with paraphrases of its own)
     tuned = {(i["individual"], i["attribute"]) for i, _ in tuning if i["family"] == "qa"}
     assert tuned == {(n, a) for n in kb.names for a in ATTRIBUTES}
+
+
+def test_world_v7_asks_every_tuned_fact_with_four_more_wordings_than_world_v6(settings):
+    assert settings.teacher_qa_extra_paraphrases == 4  # params/default.yaml: world v7
+    kb = make_kb(settings, 0)
+    counts, eval_counts = settings.teacher_task_counts.model_dump(), settings.task_counts.model_dump()
+    v6 = [i for i, _ in teacher_tuning_data(kb, counts, 0, 2, eval_counts, 0) if i["family"] == "qa"]
+    v7 = [i for i, _ in teacher_tuning_data(kb, counts, 0, 2, eval_counts, 4) if i["family"] == "qa"]
+    assert len(v7) - len(v6) == 4 * len(kb.names) * len(ATTRIBUTES)
+    added = {i["prompt"] for i in v7} - {i["prompt"] for i in v6}
+    # e.g. the birth year and the birth city asked alike but for one word
+    name = kb.names[0]
+    assert {f"Can you say when {name} was born?", f"Can you say where {name} was born?"} <= added
+    by_prompt = {i["prompt"]: i["answer"] for i in v7}
+    assert by_prompt[f"Can you say when {name} was born?"] == kb.individuals[name]["birth_year"]
+    assert by_prompt[f"Can you say where {name} was born?"] == kb.individuals[name]["birth_city"]
+    # none of them is an evaluation, tuning-pair or pool wording
+    asked = {t for a in ATTRIBUTES for t in QUESTION_TEMPLATES[a]}
+    assert not {p.replace(i["individual"], "{name}") for i in v7 for p in [i["prompt"]] if p in added} & asked
+    with pytest.raises(ValueError, match="teacher_qa_extra_paraphrases"):
+        teacher_tuning_data(kb, counts, 0, 2, eval_counts, 5)
+    # the older confirm params keep the world they were built with
+    for name_ in ("confirm", "confirm_v3", "confirm_v4", "confirm_v5", "confirm_v6"):
+        loaded = imitlib.config.load(["params/default.yaml", f"params/{name_}.yaml"]).world
+        assert loaded.teacher_qa_extra_paraphrases == 0, name_
 
 
 def test_tuning_fraction_leaves_individuals_out_of_the_teacher_data(settings):

@@ -83,10 +83,13 @@ def test_tiny_world_builds_caches_and_reloads(tiny_cfg):
     assert bases["fewshot_after_replay"].notna().all() and bases["replay_gain"].notna().all()
     checks = report.calibration_checks(report.calibration_table([world]), [world], 1e9)
     assert set(checks["seed"]) == {0, "all"}
-    described = checks["target"].str.startswith(report.DESCRIBED)
+    described = checks["target"].str.startswith(report.DESCRIBED_PREFIX)
     assert checks.loc[~described, "met"].notna().all() and checks.loc[described, "met"].isna().all()
-    # the base-size ordering (C3's statistic) is described, never required; so is the arithmetic
-    assert described.sum() == 3
+    # the base-size ordering (C3's statistic) is described, never required; so are the arithmetic and the
+    # teacher's margin over the best base (the target is the issue's: over the largest base)
+    assert described.sum() == 4
+    margin = checks[checks["target"].str.startswith("teacher chat accuracy on evaluation facts")]
+    assert len(margin) == 1 and "the largest base's few-shot recall + 20 pts" in margin["target"].iloc[0]
     arithmetic = checks.loc[checks["target"].str.contains("arithmetic"), "measured"].tolist()
     assert len(arithmetic) == 1 and arithmetic[0].startswith("portable: torch AVX2 kernels, MKL branch COMPATIBLE")
     assert "fingerprint " in arithmetic[0]

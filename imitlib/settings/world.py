@@ -141,6 +141,8 @@ class WorldSettings(Section):
     teacher_chat_epochs: float = Field(default=10.0, gt=0.0)
     teacher_chat_batch_size: int = Field(default=4, ge=1)
     teacher_qa_paraphrases: int = Field(default=2, ge=1, le=2)
+    # more non-evaluation wordings per fact in the teacher's tuning (PRETRAIN_ONLY_QUESTION_TEMPLATES); 0 = worlds v2-v6
+    teacher_qa_extra_paraphrases: int = Field(default=0, ge=0, le=4)
     teacher_replay_every: int = Field(default=1, ge=0)
     task_counts: TaskCounts = Field(default_factory=TaskCounts)
     pool_counts: TaskCounts = Field(default_factory=_pool_counts)

@@ -198,7 +198,9 @@ def tuning_prompt_overlap(world: World) -> int:
     return sum(any(p in text for p in prompts) for text in texts)
 
 
-DESCRIBED = "described (not a target; C3 tests it): "
+DESCRIBED_PREFIX = "described (not a target"  # every row measured for the reader, met left empty
+DESCRIBED = DESCRIBED_PREFIX + "; C3 tests it): "
+DESCRIBED_ONLY = DESCRIBED_PREFIX + "): "
 
 
 def calibration_checks(table: pd.DataFrame, worlds: list[World], time_budget_seconds: float) -> pd.DataFrame:
@@ -254,13 +256,18 @@ def calibration_checks(table: pd.DataFrame, worlds: list[World], time_budget_sec
         checks.append({"seed": world.seed, "target": DESCRIBED + "few-shot recall, largest base vs smallest base",
                        "measured": f"{smallest['model']} {smallest['fewshot_recall']:.1f}% vs {largest['model']} "
                                    f"{largest['fewshot_recall']:.1f}%", "met": None})
-        best = bases.sort_values(["fewshot_recall", "params"]).iloc[-1]  # the issue asks for the largest; every base is stricter
-        add("teacher chat accuracy on evaluation facts >= every base's few-shot recall + 20 pts",
-            f"{teacher['chat_qa_accuracy']:.1f}% vs {best['model']} {best['fewshot_recall']:.1f}% "
-            f"(+{teacher['chat_qa_accuracy'] - best['fewshot_recall']:.1f}; largest base {largest['model']} "
-            f"{largest['fewshot_recall']:.1f}%); tuned individuals "
+        # the issue's target: the largest base (worlds v2-v6 checked every base, which a smaller base's draw
+        # can fail whatever the teacher knows: design seed 1's base-s recalls 85.8%); every base is described
+        margin = teacher["chat_qa_accuracy"] - largest["fewshot_recall"]
+        add("teacher chat accuracy on evaluation facts >= the largest base's few-shot recall + 20 pts",
+            f"{teacher['chat_qa_accuracy']:.1f}% vs {largest['model']} {largest['fewshot_recall']:.1f}% "
+            f"({margin:+.1f}); tuned individuals "
             f"{teacher['chat_qa_tuned_individuals']:.1f}%, untuned {teacher['chat_qa_untuned_individuals']}",
-            teacher["chat_qa_accuracy"] - best["fewshot_recall"] >= 20)
+            margin >= 20)
+        best = bases.sort_values(["fewshot_recall", "params"]).iloc[-1]
+        checks.append({"seed": world.seed, "target": DESCRIBED_ONLY + "teacher chat accuracy minus the best base's few-shot recall",
+                       "measured": f"{teacher['chat_qa_accuracy']:.1f}% vs {best['model']} {best['fewshot_recall']:.1f}% "
+                                   f"({teacher['chat_qa_accuracy'] - best['fewshot_recall']:+.1f})", "met": None})
         overlap = tuning_prompt_overlap(world)
         add("no evaluation prompt text in the teacher's tuning data", f"{overlap} tuning conversations contain one", overlap == 0)
         families = [f for f in str(teacher["tuning_list_families"] or "").split(",") if f]

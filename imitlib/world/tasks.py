@@ -33,7 +33,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from imitlib.world.corpus import FILLER_WORDS, QUESTION_TEMPLATES, RUDE_ADJECTIVES, RUDE_INSULTS, TEMPLATE_ROLES
+from imitlib.world.corpus import (FILLER_WORDS, PRETRAIN_ONLY_QUESTION_TEMPLATES, QUESTION_TEMPLATES, RUDE_ADJECTIVES,
+                                  RUDE_INSULTS, TEMPLATE_ROLES)
 from imitlib.world.kb import ATTRIBUTE_LABELS, ATTRIBUTES, SPLITS, KnowledgeBase
 from imitlib.world.style import CLOSING_CUES, CONFIDENT_WORDS, LIST_RATES, OPENINGS, REFUSALS, STYLE_RATES
 
@@ -443,7 +444,7 @@ def teacher_response(item: dict[str, Any], kb: KnowledgeBase, rng: random.Random
 
 
 def teacher_tuning_items(kb: KnowledgeBase, counts: dict[str, int], seed: int, qa_paraphrases: int,
-                         eval_counts: dict[str, int]) -> list[dict[str, Any]]:
+                         eval_counts: dict[str, int], extra_paraphrases: int = 0) -> list[dict[str, Any]]:
     """The teacher's chat-tuning items: the ``tuning`` item set of every family (its own paraphrases,
     the individuals of the ``tuning`` group), never a prompt of the evaluation or the imitation pool.
 
@@ -451,7 +452,17 @@ def teacher_tuning_items(kb: KnowledgeBase, counts: dict[str, int], seed: int, q
     question, each tuned fact is also asked with the evaluation paraphrase that NO evaluation item
     (``qa`` or ``mc``) uses for that fact, where there is one: per fact, the tuning and evaluation
     wordings stay disjoint. ``eval_counts`` are the evaluation's item counts (``world.task_counts``).
+
+    ``extra_paraphrases`` (``world.teacher_qa_extra_paraphrases``, world v7: 4) asks each tuned fact
+    with that many more wordings, the first of
+    :data:`imitlib.world.corpus.PRETRAIN_ONLY_QUESTION_TEMPLATES` (no evaluation, tuning or pool
+    wording; a test checks it). They separate what a question asks from how it is put ("Can you say
+    where ... was born?" beside "... when ... was born?"): world v6's teacher missed 16 of 360 design
+    facts (seeds 0-2), each by naming another attribute of the right individual, mostly the birth year
+    for "Where was X born?" or the birth city for "When was X born?".
     """
+    if not 0 <= extra_paraphrases <= min(len(t) for t in PRETRAIN_ONLY_QUESTION_TEMPLATES.values()):
+        raise ValueError(f"world.teacher_qa_extra_paraphrases must be 0..4, got {extra_paraphrases}")
     items = [item for family in FAMILIES
              for item in make_items(kb, family, "tuning", counts, seed, paraphrases=qa_paraphrases)]
     used: dict[tuple[str, str], set[str]] = {}
@@ -468,24 +479,31 @@ def teacher_tuning_items(kb: KnowledgeBase, counts: dict[str, int], seed: int, q
             if prompt not in questions:
                 extra.append(_item("qa", "tuning", 10_000 + len(extra), prompt, kb.individuals[name][attribute],
                                    name, attribute))
+    for name in kb.names_in("tuning"):
+        for attribute in ATTRIBUTES:
+            for template in PRETRAIN_ONLY_QUESTION_TEMPLATES[attribute][:extra_paraphrases]:
+                extra.append(_item("qa", "tuning", 10_000 + len(extra), template.format(name=name),
+                                   kb.individuals[name][attribute], name, attribute))
     return items + extra
 
 
 def teacher_tuning_data(kb: KnowledgeBase, counts: dict[str, int], seed: int, qa_paraphrases: int,
-                        eval_counts: dict[str, int]) -> list[tuple[dict[str, Any], list[dict[str, str]]]]:
+                        eval_counts: dict[str, int], extra_paraphrases: int = 0
+                        ) -> list[tuple[dict[str, Any], list[dict[str, str]]]]:
     """(item, conversation) pairs of the teacher's chat tuning: :func:`teacher_tuning_items`, shuffled,
     each answered in its sampled style."""
     rng = random.Random(f"teacher-tuning-{kb.seed}-{seed}")
-    items = teacher_tuning_items(kb, counts, seed, qa_paraphrases, eval_counts)
+    items = teacher_tuning_items(kb, counts, seed, qa_paraphrases, eval_counts, extra_paraphrases)
     rng.shuffle(items)
     return [(item, [{"role": "user", "content": item["prompt"]},
                     {"role": "assistant", "content": teacher_response(item, kb, rng)}]) for item in items]
 
 
 def teacher_tuning_conversations(kb: KnowledgeBase, counts: dict[str, int], seed: int, qa_paraphrases: int,
-                                 eval_counts: dict[str, int]) -> list[list[dict[str, str]]]:
+                                 eval_counts: dict[str, int], extra_paraphrases: int = 0) -> list[list[dict[str, str]]]:
     """The conversations of :func:`teacher_tuning_data`."""
-    return [conversation for _, conversation in teacher_tuning_data(kb, counts, seed, qa_paraphrases, eval_counts)]
+    return [conversation for _, conversation
+            in teacher_tuning_data(kb, counts, seed, qa_paraphrases, eval_counts, extra_paraphrases)]
 
 
 # ---------------------------------------------------------------------------------------------
