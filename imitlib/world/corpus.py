@@ -61,7 +61,8 @@ PRETRAIN_QA_TEMPLATES: tuple[int, ...] = TEMPLATE_ROLES["tuning"] + TEMPLATE_ROL
 # bug fixed in 825a4fb, see imitlib.world.pretrain.pretraining_examples), not from the wordings, so the
 # comparison of 0 and 4 extra wordings in outputs/benchmarks/wording_drift.csv measured the bug too.
 # None is an evaluation, tuning or pool wording, and no evaluation wording is a substring of one
-# (tests/test_world.py).
+# (tests/test_world.py). World v7 pretrains on none of them (pretrain_qa_extra_paraphrases: 0) and asks every fact with all
+# four in the teacher's chat tuning instead (world.teacher_qa_extra_paraphrases, imitlib.world.tasks.teacher_tuning_items).
 PRETRAIN_ONLY_QUESTION_TEMPLATES: dict[str, list[str]] = {
     "birth_year": ["Tell me the year {name} was born.", "What was the year of birth of {name}?",
                    "In which year did {name} come into the world?", "Can you say when {name} was born?"],
