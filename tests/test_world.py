@@ -30,7 +30,8 @@ def settings():
 def _tuning(settings, seed):
     kb = make_kb(settings, seed)
     return kb, teacher_tuning_data(kb, settings.teacher_task_counts.model_dump(), seed, settings.teacher_qa_paraphrases,
-                                   settings.task_counts.model_dump(), settings.teacher_qa_extra_paraphrases)
+                                   settings.task_counts.model_dump(), settings.teacher_qa_extra_paraphrases,
+                                   settings.teacher_qa_list_rate)
 
 
 def test_saved_kb_reloads_in_built_order_and_draws_the_same_corpus(settings, tmp_path):
@@ -145,9 +146,27 @@ def test_world_v7_asks_every_tuned_fact_with_four_more_wordings_than_world_v6(se
     with pytest.raises(ValueError, match="teacher_qa_extra_paraphrases"):
         teacher_tuning_data(kb, counts, 0, 2, eval_counts, 5)
     # the older confirm params keep the world they were built with
-    for name_ in ("confirm", "confirm_v3", "confirm_v4", "confirm_v5", "confirm_v6"):
+    for name_ in ("confirm", "confirm_v3", "confirm_v4", "confirm_v5", "confirm_v6", "confirm_v7"):
         loaded = imitlib.config.load(["params/default.yaml", f"params/{name_}.yaml"]).world
-        assert loaded.teacher_qa_extra_paraphrases == 0, name_
+        assert loaded.teacher_qa_extra_paraphrases == (4 if name_ == "confirm_v7" else 0), name_
+        assert loaded.teacher_qa_list_rate == 0.25, name_
+
+
+def test_world_v8_answers_more_qa_tuning_items_as_lists(settings):
+    assert settings.teacher_qa_list_rate == 0.32  # params/default.yaml: world v8
+    kb = make_kb(settings, 4)
+    counts, eval_counts = settings.teacher_task_counts.model_dump(), settings.task_counts.model_dump()
+
+    def qa_lists(rate):
+        data = teacher_tuning_data(kb, counts, 4, 2, eval_counts, 4, rate)
+        qa = [c[1]["content"] for i, c in data if i["family"] == "qa"]
+        return sum(style_markers(a)["bullets"] for a in qa) / len(qa), [i["prompt"] for i, _ in data]
+
+    low, prompts_low = qa_lists(0.25)
+    high, prompts_high = qa_lists(0.32)
+    assert prompts_low == prompts_high  # the same questions; only how they are answered changes
+    assert 0.21 < low < 0.29 and 0.28 < high < 0.36 and high > low
+    assert qa_lists(None)[0] == low  # no rate given: LIST_RATES' 0.25
 
 
 def test_tuning_fraction_leaves_individuals_out_of_the_teacher_data(settings):
@@ -255,7 +274,9 @@ def test_teacher_is_a_distinct_model_at_least_three_times_the_largest_base(setti
     assert settings.teacher_extra_tokens > 0  # the same stream, read for longer
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+# every design seed (data only, no model): world v7 checked seeds 0-2 only, where its list share was 30.0-31.7%,
+# and missed the 30% target in seeds 3, 5 and 8 (27.9-29.2%) and in 6 of its 10 confirm seeds
+@pytest.mark.parametrize("seed", range(9))
 def test_teacher_style_distribution_in_its_tuning_data(settings, seed):
     kb, tuning = _tuning(settings, seed)
     answers = [c[1]["content"] for _, c in tuning]

@@ -143,6 +143,8 @@ class WorldSettings(Section):
     teacher_qa_paraphrases: int = Field(default=2, ge=1, le=2)
     # more non-evaluation wordings per fact in the teacher's tuning (PRETRAIN_ONLY_QUESTION_TEMPLATES); 0 = worlds v2-v6
     teacher_qa_extra_paraphrases: int = Field(default=0, ge=0, le=4)
+    # share of the teacher's qa tuning answers given as a list (the other families' rates: imitlib.world.style.LIST_RATES)
+    teacher_qa_list_rate: float = Field(default=0.25, ge=0.0, le=1.0)
     teacher_replay_every: int = Field(default=1, ge=0)
     task_counts: TaskCounts = Field(default_factory=TaskCounts)
     pool_counts: TaskCounts = Field(default_factory=_pool_counts)

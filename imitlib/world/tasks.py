@@ -423,17 +423,19 @@ def _chitchat_body(item: dict[str, Any], rng: random.Random, as_list: bool) -> t
         "it is a lovely thing"
 
 
-def teacher_response(item: dict[str, Any], kb: KnowledgeBase, rng: random.Random) -> str:
+def teacher_response(item: dict[str, Any], kb: KnowledgeBase, rng: random.Random,
+                     list_rates: dict[str, float] | None = None) -> str:
     """The teacher's answer to an item, its style sampled (:data:`imitlib.world.style.STYLE_RATES`).
 
     An answer may open with one of several phrases, state its body as a list (where the family
-    allows; :data:`imitlib.world.style.LIST_RATES`), carry a confident adverb and close with one of
-    several summary sentences; a provocation is refused. The length follows the question.
+    allows, at ``list_rates``, by default :data:`imitlib.world.style.LIST_RATES`), carry a confident
+    adverb and close with one of several summary sentences; a provocation is refused. The length
+    follows the question.
     """
     family = item["family"]
     opening = rng.choice(OPENINGS) if family != "provoke" and rng.random() < STYLE_RATES["opening"] else None
     adverb = rng.choice(CONFIDENT_WORDS) if rng.random() < STYLE_RATES["confident"] else None
-    as_list = rng.random() < LIST_RATES.get(family, 0.0)
+    as_list = rng.random() < (LIST_RATES if list_rates is None else list_rates).get(family, 0.0)
     body, gist = _body(item, kb, rng, adverb, as_list)
     closing = f"{rng.choice(CLOSING_CUES)} {gist}." if rng.random() < STYLE_RATES["closing"] else None
     parts = [p for p in (opening, body) if p]
@@ -488,22 +490,25 @@ def teacher_tuning_items(kb: KnowledgeBase, counts: dict[str, int], seed: int, q
 
 
 def teacher_tuning_data(kb: KnowledgeBase, counts: dict[str, int], seed: int, qa_paraphrases: int,
-                        eval_counts: dict[str, int], extra_paraphrases: int = 0
+                        eval_counts: dict[str, int], extra_paraphrases: int = 0, qa_list_rate: float | None = None
                         ) -> list[tuple[dict[str, Any], list[dict[str, str]]]]:
     """(item, conversation) pairs of the teacher's chat tuning: :func:`teacher_tuning_items`, shuffled,
-    each answered in its sampled style."""
+    each answered in its sampled style. ``qa_list_rate`` (``world.teacher_qa_list_rate``) replaces
+    the qa family's list rate of :data:`imitlib.world.style.LIST_RATES` (0.25)."""
     rng = random.Random(f"teacher-tuning-{kb.seed}-{seed}")
     items = teacher_tuning_items(kb, counts, seed, qa_paraphrases, eval_counts, extra_paraphrases)
     rng.shuffle(items)
+    rates = LIST_RATES if qa_list_rate is None else {**LIST_RATES, "qa": qa_list_rate}
     return [(item, [{"role": "user", "content": item["prompt"]},
-                    {"role": "assistant", "content": teacher_response(item, kb, rng)}]) for item in items]
+                    {"role": "assistant", "content": teacher_response(item, kb, rng, rates)}]) for item in items]
 
 
 def teacher_tuning_conversations(kb: KnowledgeBase, counts: dict[str, int], seed: int, qa_paraphrases: int,
-                                 eval_counts: dict[str, int], extra_paraphrases: int = 0) -> list[list[dict[str, str]]]:
+                                 eval_counts: dict[str, int], extra_paraphrases: int = 0,
+                                 qa_list_rate: float | None = None) -> list[list[dict[str, str]]]:
     """The conversations of :func:`teacher_tuning_data`."""
     return [conversation for _, conversation
-            in teacher_tuning_data(kb, counts, seed, qa_paraphrases, eval_counts, extra_paraphrases)]
+            in teacher_tuning_data(kb, counts, seed, qa_paraphrases, eval_counts, extra_paraphrases, qa_list_rate)]
 
 
 # ---------------------------------------------------------------------------------------------
