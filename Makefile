@@ -27,15 +27,15 @@ $(STAMP): pyproject.toml requirements/lock.txt
 reproduce: install
 	$(PY) -m imitlib run params/default.yaml
 
-# The pre-registered confirmatory run of world v7 (docs/PREREGISTRATION_v7.md): the default design on
-# ten new world seeds, portable arithmetic (run.numerics), the teacher tuned on more wordings, into
-# outputs/confirm_v7/ (1-2 h from nothing on 2 cores; an interrupted run resumes). Earlier records and
-# the commits they were built from: world v6 outputs/confirm_v6/ (4c97db1, params/confirm_v6.yaml),
-# world v5 outputs/confirm_v5/ (fa0d6c3, params/confirm_v5.yaml), world v4 outputs/confirm_v4/ (9f32795,
-# params/confirm_v4.yaml), world v3 outputs/confirm_v3/ (d73716a, params/confirm_v3.yaml), world v2
-# outputs/confirm/ (2094fc5, params/confirm.yaml).
+# The pre-registered confirmatory run of world v8 (docs/PREREGISTRATION_v8.md): the default design on
+# ten new world seeds, portable arithmetic (run.numerics), into outputs/confirm_v8/ (1-2 h from nothing
+# on 2 cores; an interrupted run resumes). Earlier records and the commits they were built from: world
+# v7 outputs/confirm_v7/ (c03f723, params/confirm_v7.yaml), world v6 outputs/confirm_v6/ (4c97db1,
+# params/confirm_v6.yaml), world v5 outputs/confirm_v5/ (fa0d6c3, params/confirm_v5.yaml), world v4
+# outputs/confirm_v4/ (9f32795, params/confirm_v4.yaml), world v3 outputs/confirm_v3/ (d73716a,
+# params/confirm_v3.yaml), world v2 outputs/confirm/ (2094fc5, params/confirm.yaml).
 confirm: install
-	$(PY) -m imitlib run params/default.yaml params/confirm_v7.yaml
+	$(PY) -m imitlib run params/default.yaml params/confirm_v8.yaml
 
 smoke: install
 	$(PY) -m imitlib run params/smoke.yaml

@@ -9,7 +9,7 @@ from imitlib.config import PROJECT_ROOT, load
 
 DESIGN_SEEDS = set(range(9))  # seeds built while the study was designed (0-2 default, 3-8 checks)
 # (pre-registration, confirm params): world v2 (the record built from 2094fc5), world v3 (d73716a), world v4
-# (9f32795), world v5 (fa0d6c3), world v6 (4c97db1), world v7
+# (9f32795), world v5 (fa0d6c3), world v6 (4c97db1), world v7 (c03f723), world v8
 REGISTERED = {
     "confirm": (PROJECT_ROOT / "docs" / "PREREGISTRATION.md", PROJECT_ROOT / "params" / "confirm.yaml"),
     "confirm_v3": (PROJECT_ROOT / "docs" / "PREREGISTRATION_v3.md", PROJECT_ROOT / "params" / "confirm_v3.yaml"),
@@ -17,6 +17,7 @@ REGISTERED = {
     "confirm_v5": (PROJECT_ROOT / "docs" / "PREREGISTRATION_v5.md", PROJECT_ROOT / "params" / "confirm_v5.yaml"),
     "confirm_v6": (PROJECT_ROOT / "docs" / "PREREGISTRATION_v6.md", PROJECT_ROOT / "params" / "confirm_v6.yaml"),
     "confirm_v7": (PROJECT_ROOT / "docs" / "PREREGISTRATION_v7.md", PROJECT_ROOT / "params" / "confirm_v7.yaml"),
+    "confirm_v8": (PROJECT_ROOT / "docs" / "PREREGISTRATION_v8.md", PROJECT_ROOT / "params" / "confirm_v8.yaml"),
 }
 
 
@@ -54,7 +55,7 @@ def test_document_matches_the_config(name) -> None:
     assert cfg.analysis.seed_interval == "t" and cfg.analysis.confidence == 0.95
 
 
-@pytest.mark.parametrize("name", ["confirm_v3", "confirm_v4", "confirm_v5", "confirm_v6", "confirm_v7"])
+@pytest.mark.parametrize("name", ["confirm_v3", "confirm_v4", "confirm_v5", "confirm_v6", "confirm_v7", "confirm_v8"])
 def test_registers_the_world_it_runs(name) -> None:
     """The document names the world's convergence procedure as the config resolves it."""
     registered = _registered(REGISTERED[name][0])
@@ -66,7 +67,7 @@ def test_registers_the_world_it_runs(name) -> None:
         assert "convergence_wordings" in registered["world"]
 
 
-@pytest.mark.parametrize("name", ["confirm_v6", "confirm_v7"])
+@pytest.mark.parametrize("name", ["confirm_v6", "confirm_v7", "confirm_v8"])
 def test_registers_its_arithmetic(name):
     """From world v6 on the document names the arithmetic the config resolves (portable, one thread)."""
     registered = _registered(REGISTERED[name][0])
@@ -80,3 +81,10 @@ def test_world_v7_registers_its_teacher_tuning():
     registered = _registered(REGISTERED["confirm_v7"][0])["world"]
     assert registered["teacher_qa_extra_paraphrases"] == 4
     assert _config(REGISTERED["confirm_v6"][1]).world.teacher_qa_extra_paraphrases == 0
+
+
+def test_world_v8_registers_its_list_rate():
+    """World v8 differs from v7 in how often the teacher's qa tuning answers are lists, registered."""
+    registered = _registered(REGISTERED["confirm_v8"][0])["world"]
+    assert registered["teacher_qa_list_rate"] == 0.32 and registered["teacher_qa_extra_paraphrases"] == 4
+    assert _config(REGISTERED["confirm_v7"][1]).world.teacher_qa_list_rate == 0.25
