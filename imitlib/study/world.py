@@ -314,8 +314,9 @@ def _build_into(work: Path, settings: WorldSettings, seed: int, progress: bool) 
     for family, items in tasks.items():
         _write_jsonl(work / "tasks" / f"{family}.jsonl", items)
     tuning = teacher_tuning_data(kb, settings.teacher_task_counts.model_dump(), seed, settings.teacher_qa_paraphrases,
-                                 settings.task_counts.model_dump(), settings.teacher_qa_extra_paraphrases,
-                                 settings.teacher_qa_list_rate)
+                                 settings.task_counts.model_dump(),
+                                 extra_paraphrases=settings.teacher_qa_extra_paraphrases,
+                                 qa_list_rate=settings.teacher_qa_list_rate)
     conversations = [conversation for _, conversation in tuning]
     _write_jsonl(work / "teacher_tuning.jsonl", [{"family": item["family"], "individual": item["individual"],
                                                   "messages": conversation} for item, conversation in tuning])

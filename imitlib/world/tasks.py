@@ -463,8 +463,9 @@ def teacher_tuning_items(kb: KnowledgeBase, counts: dict[str, int], seed: int, q
     facts (seeds 0-2), each by naming another attribute of the right individual, mostly the birth year
     for "Where was X born?" or the birth city for "When was X born?".
     """
-    if not 0 <= extra_paraphrases <= min(len(t) for t in PRETRAIN_ONLY_QUESTION_TEMPLATES.values()):
-        raise ValueError(f"world.teacher_qa_extra_paraphrases must be 0..4, got {extra_paraphrases}")
+    most = min(len(t) for t in PRETRAIN_ONLY_QUESTION_TEMPLATES.values())
+    if not 0 <= extra_paraphrases <= most:
+        raise ValueError(f"world.teacher_qa_extra_paraphrases must be 0..{most}, got {extra_paraphrases}")
     items = [item for family in FAMILIES
              for item in make_items(kb, family, "tuning", counts, seed, paraphrases=qa_paraphrases)]
     used: dict[tuple[str, str], set[str]] = {}
