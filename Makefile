@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONHASHSEED := 0
 
-.PHONY: install reproduce confirm test test-real-small smoke lab report real-small real-small-install real-slice-install bench bench-study environment
+.PHONY: install reproduce confirm test test-real-small smoke lab report real-small real-small-install real-slice-install bench bench-study environment history
 
 install: $(STAMP)
 
@@ -39,6 +39,11 @@ confirm: install
 
 smoke: install
 	$(PY) -m imitlib run params/smoke.yaml
+
+# Every committed confirm run's scorecard side by side (outputs/benchmarks/confirm_history.{csv,md,png});
+# reads the scorecards, computes no statistic.
+history: install
+	$(PY) benchmarks/confirm_history.py
 
 report: install
 	$(PY) -m imitlib report $(PARAMS)

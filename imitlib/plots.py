@@ -338,3 +338,61 @@ def forest_plot(by_seed: pd.DataFrame, claims: list[str] | None = None, columns:
         ax.tick_params(labelsize=7)
     fig.tight_layout()
     return fig
+
+
+def runs_plot(history: pd.DataFrame, claims: list[str] | None = None, columns: int = 3) -> Figure:
+    """Several runs' scorecards side by side: per claim, each run's seed mean and interval.
+
+    Args:
+        history: one row per run and claim (``run, claim, primary, value, lo, hi, threshold, verdict,
+            unit``), runs in the order to draw them (``benchmarks/confirm_history.py``).
+        claims: which claims to draw (default: the primary ones).
+        columns: panels per row.
+
+    Returns:
+        One panel per claim: a row per run (first at the top) with its mean (diamond) and interval,
+        coloured by that run's verdict, the threshold as a dashed line.
+    """
+    sns.set_theme(style="whitegrid", context="notebook")
+    if claims is None:
+        claims = list(dict.fromkeys(history.loc[history["primary"].astype(bool), "claim"]))
+    claims = [c for c in claims if (history["claim"] == c).any()]
+    runs = list(dict.fromkeys(history["run"]))
+    panels = max(len(claims), 1)
+    rows_n = -(-panels // columns)
+    fig = Figure(figsize=(4.2 * min(columns, panels), 0.38 * len(runs) * rows_n + 1.2 * rows_n))
+    axes = fig.subplots(rows_n, min(columns, panels), squeeze=False)
+    for ax in axes.flat[len(claims):]:
+        ax.set_visible(False)
+    if not claims:
+        axes[0, 0].set_visible(True)
+        axes[0, 0].text(0.5, 0.5, "no claim to draw", ha="center", va="center")
+        axes[0, 0].set_axis_off()
+        return fig
+    for ax, claim in zip(axes.flat, claims):
+        rows = history[history["claim"] == claim].set_index("run")
+        first = rows.iloc[0]
+        scale = 1.0 if first["unit"] == "tokens" else 100.0
+        for y, run in enumerate(runs):
+            if run not in rows.index:
+                continue
+            row = rows.loc[run]
+            colour = VERDICT_COLOURS.get(str(row["verdict"]), "black")
+            if np.isfinite(row["lo"]) and np.isfinite(row["hi"]):
+                ax.plot([row["lo"] * scale, row["hi"] * scale], [y, y], color=colour, linewidth=3,
+                        solid_capstyle="butt")
+            if np.isfinite(row["value"]):
+                ax.scatter([row["value"] * scale], [y], marker="D", color=colour, s=36, zorder=3)
+        if np.isfinite(first["threshold"]):
+            ax.axvline(first["threshold"] * scale, color="black", linestyle="--", linewidth=1)
+        ax.set_yticks(range(len(runs)), runs)
+        ax.set_ylim(len(runs) - 0.5, -0.5)
+        ax.set_title(f"{claim}{' (primary)' if bool(first['primary']) else ''}", fontsize=9)
+        ax.set_xlabel(f"seed mean, 95% interval ({first['unit']})", fontsize=8)
+        ax.tick_params(labelsize=7)
+    handles = [Line2D([], [], color=c, marker="D", linewidth=3, label=v) for v, c in VERDICT_COLOURS.items()
+               if v in set(history["verdict"])]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig
