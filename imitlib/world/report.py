@@ -206,9 +206,10 @@ DESCRIBED_ONLY = DESCRIBED_PREFIX + "): "
 def calibration_checks(table: pd.DataFrame, worlds: list[World], time_budget_seconds: float) -> pd.DataFrame:
     """The world's calibration targets, each measured and marked met or not, PER SEED (``seed``
     column; ``all`` for the stage's wall time and the pooled size ordering). Rows whose target text
-    starts with :data:`DESCRIBED` are measured but not targets (``met`` empty): the base-size
-    ordering of recall is what claim C3 tests, so the world may not be required to have it. Real
-    track: one row saying why none apply."""
+    starts with :data:`DESCRIBED_PREFIX` are measured but not targets (``met`` empty): the base-size
+    ordering of recall (:data:`DESCRIBED`: what claim C3 tests, so the world may not be required to
+    have it), the teacher's margin over the best base and the arithmetic the world was built with
+    (:data:`DESCRIBED_ONLY`). Real track: one row saying why none apply."""
     if any(_is_real(w) for w in worlds):
         return real_calibration_checks(worlds)
     if table.empty:
@@ -284,7 +285,7 @@ def calibration_checks(table: pd.DataFrame, worlds: list[World], time_budget_sec
             ", ".join(f"{r['model']} {r['styled']:.1f}%" for _, r in bases.iterrows()), (bases["styled"] <= 5).all())
         arithmetic = world.info.get("numerics")
         if arithmetic:  # worlds built before run.numerics recorded only their thread count
-            checks.append({"seed": world.seed, "target": DESCRIBED + "the arithmetic the world was built with "
+            checks.append({"seed": world.seed, "target": DESCRIBED_ONLY + "the arithmetic the world was built with "
                            "(run.numerics; equal fingerprints compute alike)",
                            "measured": f"{arithmetic['mode']}: torch {arithmetic['aten_capability']} kernels, MKL branch "
                                        f"{arithmetic['mkl_branch']}, {arithmetic['torch_threads']} torch thread(s), "
