@@ -40,6 +40,10 @@ SHORT = {"reproduced": "**rep.**", "not reproduced": "**not rep.**", "inconclusi
 
 def load(runs: list[tuple[str, Path]]) -> pd.DataFrame:
     """One row per run and tested claim (``kind == claim``), in the runs' order; ``run`` is the label."""
+    labels = [label for label, _ in runs]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise SystemExit(f"run label given twice: {', '.join(repeated)} (each run needs its own label)")
     frames = []
     for label, folder in runs:
         path = Path(folder) / "tables" / "scorecard.csv"

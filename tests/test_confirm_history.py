@@ -55,6 +55,8 @@ def test_missing_or_foreign_scorecard_names_the_file(tmp_path):
     pd.DataFrame([{"claim": "C2", "kind": "claim"}]).to_csv(tmp_path / "odd" / "tables" / "scorecard.csv", index=False)
     with pytest.raises(SystemExit, match="odd/tables/scorecard.csv: no column primary"):
         confirm_history.load([("x", tmp_path / "odd")])
+    with pytest.raises(SystemExit, match="run label given twice: x"):
+        confirm_history.load([("x", tmp_path / "odd"), ("x", tmp_path / "nowhere")])
     with pytest.raises(SystemExit, match="expected LABEL=FOLDER"):
         confirm_history.main(["no-label", "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
