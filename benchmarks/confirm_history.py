@@ -69,6 +69,12 @@ def _cell(row: pd.Series) -> str:
     return f"{scale * row['value']:+.1f} {SHORT.get(row['verdict'], row['verdict'])}"
 
 
+def _tally(verdicts: pd.Series) -> str:
+    """"reproduced / not reproduced / inconclusive", counted."""
+    counts = verdicts.value_counts()
+    return " / ".join(str(int(counts.get(v, 0))) for v in ("reproduced", "not reproduced", "inconclusive"))
+
+
 def markdown(history: pd.DataFrame) -> str:
     """Claims × runs (seed mean in % or pts, verdict), then per claim how many runs gave each verdict,
     and per run its primary verdicts counted."""
@@ -80,14 +86,10 @@ def markdown(history: pd.DataFrame) -> str:
         rows = history[history["claim"] == claim].set_index("run")
         primary = bool(rows["primary"].any())
         cells = [_cell(rows.loc[run]) if run in rows.index else "—" for run in runs]
-        counts = rows["verdict"].value_counts()
-        tally = " / ".join(str(int(counts.get(v, 0))) for v in ("reproduced", "not reproduced", "inconclusive"))
-        lines.append(f"| {claim}{' (primary)' if primary else ''} | " + " | ".join(cells) + f" | {tally} |")
+        lines.append(f"| {claim}{' (primary)' if primary else ''} | " + " | ".join(cells)
+                     + f" | {_tally(rows['verdict'])} |")
     primary = history[history["primary"].astype(bool)]
-    tallies = []
-    for run in runs:
-        counts = primary[primary["run"] == run]["verdict"].value_counts()
-        tallies.append(" / ".join(str(int(counts.get(v, 0))) for v in ("reproduced", "not reproduced", "inconclusive")))
+    tallies = [_tally(primary.loc[primary["run"] == run, "verdict"]) for run in runs]
     lines.append("| primary: rep. / not / inc. | " + " | ".join(tallies) + " | |")
     return "\n".join(lines) + "\n"
 
@@ -107,7 +109,6 @@ def main(argv: list[str] | None = None) -> None:
     if not runs:
         runs = [(label, PROJECT_ROOT / "outputs" / folder) for label, folder in RUNS]
     history = load(runs)
-    args.out.mkdir(parents=True, exist_ok=True)
     from imitlib import plots
     from imitlib.stages import atomic_path, save_figure
 

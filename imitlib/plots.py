@@ -275,6 +275,22 @@ VERDICT_COLOURS = {"reproduced": "#2a9d8f", "not reproduced": "#e76f51", "inconc
                    "not computable": "#cccccc", "measured": "#457b9d"}
 
 
+def _claim_panels(n: int, columns: int, width: float, height: float, empty: str) -> tuple[Figure, list]:
+    """A grid of ``n`` panels, ``columns`` to a row (``width`` × ``height`` inches each), the unused ones
+    hidden; with no panel to draw, one axis saying ``empty``. Returns the figure and its first ``n`` axes."""
+    shown = min(columns, max(n, 1))
+    rows_n = -(-max(n, 1) // columns)
+    fig = Figure(figsize=(width * shown, height * rows_n))
+    axes = fig.subplots(rows_n, shown, squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    if not n:
+        axes[0, 0].set_visible(True)
+        axes[0, 0].text(0.5, 0.5, empty, ha="center", va="center")
+        axes[0, 0].set_axis_off()
+    return fig, list(axes.flat[:n])
+
+
 def forest_plot(by_seed: pd.DataFrame, claims: list[str] | None = None, columns: int = 3) -> Figure:
     """A forest plot per claim: every seed's effect, the seed-level interval of their mean, the threshold.
 
@@ -293,17 +309,10 @@ def forest_plot(by_seed: pd.DataFrame, claims: list[str] | None = None, columns:
     frame = by_seed[by_seed["kind"] == "claim"] if "kind" in by_seed.columns else by_seed
     names = claims if claims is not None else list(dict.fromkeys(frame["claim"]))
     names = [n for n in names if (frame["claim"] == n).any()]
-    rows_n = max(1, -(-len(names) // columns))
-    fig = Figure(figsize=(4.0 * min(columns, max(len(names), 1)), 2.6 * rows_n))
-    axes = fig.subplots(rows_n, min(columns, max(len(names), 1)), squeeze=False)
-    for ax in axes.flat[len(names):]:
-        ax.set_visible(False)
+    fig, axes = _claim_panels(len(names), columns, 4.0, 2.6, "no claim has per-seed effects in this run")
     if not names:
-        axes[0, 0].set_visible(True)
-        axes[0, 0].text(0.5, 0.5, "no claim has per-seed effects in this run", ha="center", va="center")
-        axes[0, 0].set_axis_off()
         return fig
-    for ax, name in zip(axes.flat, names):
+    for ax, name in zip(axes, names):
         rows = frame[frame["claim"] == name].sort_values("seed")
         first = rows.iloc[0]
         scale = 1.0 if first["unit"] == "tokens" else 100.0
@@ -358,18 +367,10 @@ def runs_plot(history: pd.DataFrame, claims: list[str] | None = None, columns: i
         claims = list(dict.fromkeys(history.loc[history["primary"].astype(bool), "claim"]))
     claims = [c for c in claims if (history["claim"] == c).any()]
     runs = list(dict.fromkeys(history["run"]))
-    panels = max(len(claims), 1)
-    rows_n = -(-panels // columns)
-    fig = Figure(figsize=(4.2 * min(columns, panels), 0.38 * len(runs) * rows_n + 1.2 * rows_n))
-    axes = fig.subplots(rows_n, min(columns, panels), squeeze=False)
-    for ax in axes.flat[len(claims):]:
-        ax.set_visible(False)
+    fig, axes = _claim_panels(len(claims), columns, 4.2, 0.38 * len(runs) + 1.2, "no claim to draw")
     if not claims:
-        axes[0, 0].set_visible(True)
-        axes[0, 0].text(0.5, 0.5, "no claim to draw", ha="center", va="center")
-        axes[0, 0].set_axis_off()
         return fig
-    for ax, claim in zip(axes.flat, claims):
+    for ax, claim in zip(axes, claims):
         rows = history[history["claim"] == claim].set_index("run")
         first = rows.iloc[0]
         scale = 1.0 if first["unit"] == "tokens" else 100.0
