@@ -179,6 +179,7 @@ def _deep_merge(into: dict, new: dict, origin: dict, source: str, prefix: tuple 
         path = prefix + (str(key),)
         if isinstance(value, dict) and value and isinstance(into.get(key), dict):  # {} replaces (empties)
             _deep_merge(into[key], value, origin, source, path)
+            origin[path] = source  # an error about the mapping as a whole names the last file that set a key of it
         else:
             into[key] = copy.deepcopy(value)
             origin[path] = source

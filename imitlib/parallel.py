@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import signal
+import traceback
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from typing import Callable, TypeVar
 
@@ -51,8 +53,25 @@ def _init_worker(threads: int) -> None:
     die_with_parent(signal.SIGKILL)  # a worker stops when the process that started it dies
 
 
+class WorkerError(RuntimeError):
+    """An error raised in a seed worker that cannot travel back to the parent as itself.
+
+    The parent receives a worker's exception pickled; an exception class whose pickle does not load
+    again (e.g. one whose ``__init__`` takes arguments it does not keep) would arrive as a bare
+    ``BrokenProcessPool`` that hides the cause. This carries its type, message and traceback instead.
+    """
+
+
 def _build_in_worker(build: Callable[[Config, int], object], cfg: Config, seed: int) -> None:
-    build(cfg, seed)
+    try:
+        build(cfg, seed)
+    except Exception as error:
+        try:
+            pickle.loads(pickle.dumps(error))
+        except Exception:
+            raise WorkerError(f"{type(error).__module__}.{type(error).__qualname__}: {error}\n\n"
+                              f"worker traceback:\n{traceback.format_exc()}") from None
+        raise
 
 
 def _is_done(done: Callable[[Config, int], bool] | None, cfg: Config, seed: int) -> bool:

@@ -167,6 +167,19 @@ def test_unknown_key_in_a_list_item_names_file_and_line(tmp_path: Path) -> None:
     assert f"{bad}:5: world.base_models.2.layers" in str(err.value), str(err.value)
 
 
+def test_an_odd_head_size_is_refused_when_the_params_load(tmp_path: Path) -> None:
+    """Rotary embeddings rotate pairs: transformers refuses an odd head size only when the model is built,
+    which for the teacher is minutes into a world build; the params say it at once, naming file and line."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("world:\n  teacher_model: {name: teacher, hidden_size: 84, layers: 4, heads: 4, intermediate_size: 224}\n")
+    with pytest.raises(ConfigError) as err:
+        load([bad])
+    assert f"{bad}:2: world.teacher_model" in str(err.value), str(err.value)
+    assert "84 / heads 4 = 21 per head" in str(err.value) and "even head size" in str(err.value)
+    bad.write_text("world:\n  teacher_model: {name: teacher, hidden_size: 84, layers: 4, heads: 3, intermediate_size: 224}\n")
+    assert load([bad]).world.teacher_model.heads == 3  # 28 per head
+
+
 def _imports_yaml(items: list[tuple[str, str]], source: str = "files") -> str:
     lines = ["imitation:", f"  broad_source: {source}", "  import_files:"]
     for form, path in items:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import imitlib.config
-from imitlib.parallel import for_seeds, seed_worker_count, worker_threads
+from imitlib.parallel import WorkerError, for_seeds, seed_worker_count, worker_threads
 from imitlib.world.report import stage_wall_seconds
 
 
@@ -27,6 +27,20 @@ def record_process(cfg, seed: int) -> dict:
 def fail_on_seed_one(cfg, seed: int) -> int:
     if seed == 1:
         raise ValueError("bad seed")
+    return seed
+
+
+class UnpicklableError(Exception):
+    """Like transformers' config validation errors: ``__init__`` needs an argument its pickle does not keep."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+def fail_unpicklably_on_seed_one(cfg, seed: int) -> int:
+    if seed == 1:
+        raise UnpicklableError("head size 21 is odd", cause="rope")
     return seed
 
 
@@ -59,6 +73,14 @@ def test_one_worker_builds_in_this_process_with_the_configured_threads(tmp_path)
 def test_a_failing_seed_raises_its_own_error_naming_the_seed(tmp_path):
     with pytest.raises(ValueError, match="bad seed") as info:
         for_seeds(fail_on_seed_one, _cfg(tmp_path, [0, 1], workers=2))
+    assert any("seed 1" in note for note in getattr(info.value, "__notes__", []))
+
+
+def test_an_error_that_does_not_pickle_still_reaches_the_parent_with_its_message(tmp_path):
+    # sent back as itself it would break the pool ("terminated abruptly") and hide the cause
+    with pytest.raises(WorkerError, match="UnpicklableError: head size 21 is odd") as info:
+        for_seeds(fail_unpicklably_on_seed_one, _cfg(tmp_path, [0, 1], workers=2))
+    assert "fail_unpicklably_on_seed_one" in str(info.value)  # the worker's traceback
     assert any("seed 1" in note for note in getattr(info.value, "__notes__", []))
 
 
