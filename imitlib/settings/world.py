@@ -22,9 +22,10 @@ class ModelSize(Section):
     def _heads_divide_width(self) -> "ModelSize":
         if self.hidden_size % self.heads:
             raise ValueError(f"model {self.name}: hidden_size {self.hidden_size} is not divisible by heads {self.heads}")
-        if (self.hidden_size // self.heads) % 2:
-            raise ValueError(f"model {self.name}: hidden_size {self.hidden_size} / heads {self.heads} = "
-                             f"{self.hidden_size // self.heads} per head; rotary position embeddings need an even head size")
+        head = self.hidden_size // self.heads
+        if head % 2:
+            raise ValueError(f"model {self.name}: hidden_size {self.hidden_size} / heads {self.heads} = {head} per head; "
+                             f"rotary position embeddings need an even head size")
         return self
 
 
